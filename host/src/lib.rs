@@ -1,7 +1,7 @@
 //! sidecar: runs untrusted code for AI agents behind a JSON API on a Unix socket.
 //!
 //! Modules, one concern each:
-//! - [`config`]: server settings and `languages.toml`.
+//! - [`config`]: `languages.toml`.
 //! - [`plugins`]: the wasmtime runtime that loads language plugins and asks them for plans.
 //! - [`exec`]: running processes natively inside the sandbox, with limits.
 //! - [`workspace`]: session directories and path confinement.
@@ -9,6 +9,12 @@
 //! - [`api`]: the HTTP API (axum) over a Unix socket and TCP.
 //! - [`cli`]: the command line.
 
+pub mod config;
 pub mod exec;
+pub mod plugins;
 pub mod tools;
+
+pub mod api;
+pub mod cli;
+pub mod runner;
 pub mod workspace;

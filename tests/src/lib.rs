@@ -1,1 +1,379 @@
-//! Helpers shared by the black-box tests.
+//! Helpers shared by the black-box tests: start the real `sidecar` binary on a
+//! temporary socket and workspace, and speak HTTP/1.1 to it over the socket.
+//!
+//! The binary and plugins come from `make build` (`target/release/sidecar`,
+//! `target/release/plugins`). `SIDECAR_BIN` and `SIDECAR_PLUGINS_DIR` override them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The repository's top directory.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The sidecar binary under test.
+pub fn binary() -> PathBuf {
+    std::env::var_os("SIDECAR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/release/sidecar"))
+}
+
+/// The directory of built plugins.
+pub fn plugins_dir() -> PathBuf {
+    std::env::var_os("SIDECAR_PLUGINS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/release/plugins"))
+}
+
+/// The hostile test plugin built by scripts/build-plugins.
+pub fn hostile_plugin() -> PathBuf {
+    repo().join("target/test-plugins/hostile.wasm")
+}
+
+/// How to start a sidecar.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+    /// A plugins directory (default: a copy-free reference to the built plugins).
+    pub plugins_dir: Option<PathBuf>,
+    /// A languages.toml (default: the repository's).
+    pub languages: Option<PathBuf>,
+}
+
+/// A running sidecar, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Sidecar {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub workspace: PathBuf,
+    pub stderr_log: PathBuf,
+}
+
+impl Sidecar {
+    pub fn start() -> Sidecar {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> Sidecar {
+        let dir = tempfile::Builder::new()
+            .prefix("sidecar-test-")
+            .tempdir()
+            .unwrap();
+        let socket = dir.path().join("run/sidecar.sock");
+        let workspace = dir.path().join("workspace");
+        std::fs::create_dir_all(&workspace).unwrap();
+        let stderr_log = dir.path().join("stderr.log");
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .args(&opts.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SOCKET_PATH", &socket)
+            .env("WORKSPACE_ROOT", &workspace)
+            .env(
+                "SIDECAR_PLUGINS_DIR",
+                opts.plugins_dir.clone().unwrap_or_else(plugins_dir),
+            )
+            .env(
+                "SIDECAR_LANGUAGES",
+                opts.languages
+                    .clone()
+                    .unwrap_or_else(|| repo().join("languages.toml")),
+            )
+            .env("SIDECAR_CACHE_DIR", shared_cache())
+            .env("SIDECAR_SCRATCH_DIR", dir.path().join("scratch"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_log).unwrap());
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .expect("start the sidecar binary (run `make build` first)");
+        let mut sidecar = Sidecar {
+            child,
+            dir,
+            socket,
+            workspace,
+            stderr_log,
+        };
+        sidecar.wait_ready();
+        sidecar
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("sidecar exited at start-up ({status}):\n{}", self.log());
+            }
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("sidecar did not listen within 60 s:\n{}", self.log());
+    }
+
+    /// What the sidecar logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        request(&self.socket, method, path, headers, body)
+    }
+
+    /// POSTs JSON and parses the JSON answer.
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.request(
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        let v = serde_json::from_slice(&r.body)
+            .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {}", r.text()));
+        (r.status, v)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.request("GET", path, &[], b"");
+        let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        (r.status, v)
+    }
+
+    /// POST /bash, returning the NDJSON lines.
+    pub fn bash(&self, body: &Value) -> Vec<Value> {
+        let r = self.request(
+            "POST",
+            "/bash",
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        unsafe { libc_kill(self.child.id() as i32, 15) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal to the sidecar.
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc_kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// One compile cache for every test, so plugins compile once per test run.
+fn shared_cache() -> PathBuf {
+    repo().join("target/test-cache")
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Writes the request head and body to any stream.
+pub fn write_request(
+    stream: &mut impl Write,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+}
+
+/// Reads a whole response (Connection: close), decoding chunked bodies.
+pub fn read_response(stream: impl Read) -> Response {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let size = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
+            if size == 0 {
+                break;
+            }
+            let mut chunk = vec![0; size];
+            reader.read_exact(&mut chunk).unwrap();
+            body.extend_from_slice(&chunk);
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+        }
+    } else {
+        reader.read_to_end(&mut body).unwrap();
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// One request over a Unix socket.
+pub fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut stream =
+        UnixStream::connect(socket).unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .unwrap();
+    write_request(&mut stream, method, path, headers, body);
+    read_response(stream)
+}
+
+/// Whether a language's toolchain is here. Missing: a visible skip locally, a failure
+/// when `SIDECAR_REQUIRE_ALL_LANGUAGES=1` (CI).
+pub fn language_available(sidecar: &Sidecar, code: &str) -> bool {
+    let (_, langs) = sidecar.get("/languages");
+    let entry = langs["languages"]
+        .as_array()
+        .and_then(|a| a.iter().find(|l| l["code"] == code).cloned())
+        .unwrap_or_else(|| panic!("language {code} is not served: {langs}"));
+    if entry["toolchainAvailable"] == true {
+        return true;
+    }
+    let why = format!(
+        "SKIPPED language {code}: toolchain missing ({})",
+        entry["missingProgram"]
+    );
+    if std::env::var("SIDECAR_REQUIRE_ALL_LANGUAGES").is_ok_and(|v| v == "1") {
+        panic!("{why}; CI requires every language");
+    }
+    eprintln!("{why}");
+    false
+}
+
+/// Processes whose command line contains `marker` (to prove nothing was left behind).
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) {
+                found.push(format!("{}: {cmd}", name.to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+/// Waits until no process mentions `marker`, up to `within`; returns the leftovers.
+pub fn wait_no_processes(marker: &str, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = processes_with(marker);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

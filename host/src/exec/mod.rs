@@ -1,1 +1,44 @@
-//! placeholder, owned by a helper
+//! Running untrusted processes natively, inside the sandbox, with limits.
+//!
+//! - [`sandbox`]: detects at start-up which protections work here and reports them.
+//! - [`process`]: runs one process: limits, output capture, timeout, kill-all, reaping.
+//! - [`limiter`]: bounds simultaneous executions, with a bounded queue.
+//! - [`output`]: incremental UTF-8 decoding and capped output buffers.
+//! - `cgroup`, `spawn`, `janitor`: per-execution cgroups, the child's set-up between
+//!   fork and exec, and the uid sweep used when there are no cgroups.
+
+mod cgroup;
+mod janitor;
+pub mod limiter;
+pub mod output;
+pub mod process;
+pub mod sandbox;
+mod spawn;
+
+#[cfg(test)]
+mod tests;
+
+pub use limiter::{Limiter, Permit};
+pub use output::{OutputChunk, Stream};
+pub use process::{run, ProcessOutcome, ProcessSpec, DEFAULT_OUTPUT_CAP};
+pub use sandbox::{Protection, Sandbox, SandboxSettings};
+pub use spawn::DEFAULT_PATH;
+
+/// Why an execution could not be run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The program (argv[0]) is not on the spec's `PATH`: a toolchain is missing.
+    #[error("program not found: {0}")]
+    NotFound(String),
+    /// Too many executions running and waiting: try again later.
+    #[error("too many executions running and queued")]
+    Busy,
+    /// The spec itself is unusable (empty argv, NUL bytes, missing working directory).
+    #[error("invalid execution request: {0}")]
+    InvalidSpec(String),
+    /// The sandbox could not be set up for this execution.
+    #[error("sandbox failure: {0}")]
+    Sandbox(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

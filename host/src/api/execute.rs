@@ -1,0 +1,217 @@
+//! POST /execute: run code in a language through its plugin's plan.
+//!
+//! The response is flat (the code-interpreter runner's clients read `exit_code`,
+//! `stdout`, `stderr`, `execution_time_ms` at the top level) and adds the per-stage
+//! detail. `ok: false` only when the request could not be run at all.
+
+use std::path::PathBuf;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::json::JsonBody;
+use super::tools::session_and_request;
+use super::{ApiError, LanguageTag, SharedState};
+use crate::runner::{ExecuteError, ExecuteRequest, Status};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecuteBody {
+    language: Option<String>,
+    code: String,
+    #[serde(default)]
+    files: Vec<InputFile>,
+    stdin: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(alias = "timeout")]
+    timeout_seconds: Option<f64>,
+    #[serde(alias = "working_dir")]
+    working_dir: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InputFile {
+    path: String,
+    content: String,
+    #[serde(default)]
+    encoding: Encoding,
+}
+
+#[derive(Deserialize, Default, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Encoding {
+    #[default]
+    Utf8,
+    #[serde(alias = "utf-8")]
+    Utf8Dash,
+    Base64,
+}
+
+/// The language a request names, else the server's default.
+fn language_name(state: &SharedState, given: Option<String>) -> Result<String, ApiError> {
+    given
+        .filter(|l| !l.trim().is_empty())
+        .or_else(|| state.settings.default_language.clone())
+        .or_else(|| std::env::var("LANGUAGE").ok().filter(|l| !l.is_empty()))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`language` is required (no default language is set); available: {}",
+                state.registry().codes().join(", ")
+            ))
+        })
+}
+
+pub async fn execute(
+    State(state): State<SharedState>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let prepared = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || prepare(&state, body))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??
+    };
+    let (language, request) = prepared;
+    let code = language.settings.code.clone();
+    let result = {
+        state
+            .metrics
+            .queued_executions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let guard = Gauge(&state.metrics.queued_executions);
+        let r = state.executor.execute(&language, request).await;
+        drop(guard);
+        r
+    };
+    let tag = LanguageTag(code.clone());
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            let (status, retry) = match &e {
+                ExecuteError::Busy => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+                ExecuteError::MissingProgram(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
+                ExecuteError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, None),
+                ExecuteError::PluginFailed(_) | ExecuteError::Internal(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, None)
+                }
+            };
+            let message = match &e {
+                ExecuteError::MissingProgram(p) => format!(
+                    "the {} toolchain is not installed: `{p}` was not found",
+                    language.settings.name
+                ),
+                other => other.to_string(),
+            };
+            let mut err = ApiError::new(status, message);
+            err.retry_after = retry;
+            let mut response = err.into_response();
+            response.extensions_mut().insert(tag);
+            return Ok(response);
+        }
+    };
+    let total_ms = outcome.compile.as_ref().map(|s| s.duration_ms).unwrap_or(0)
+        + outcome.run.as_ref().map(|s| s.duration_ms).unwrap_or(0);
+    state.metrics.execution(
+        &code,
+        outcome.status.as_str(),
+        std::time::Duration::from_millis(total_ms),
+    );
+    state
+        .metrics
+        .plugin_call(&language.plugin.info.name, "ok", outcome.plan_duration);
+    // The stage that decided the outcome: the run, or the compile step that failed.
+    let decisive = outcome.run.as_ref().or(outcome.compile.as_ref());
+    let exit_code = match outcome.status {
+        Status::Timeout => 124,
+        _ => decisive.and_then(|s| s.exit_code).unwrap_or(-1),
+    };
+    let body = json!({
+        "ok": true,
+        "language": code,
+        "status": outcome.status,
+        "compile": outcome.compile,
+        "run": outcome.run,
+        "files": outcome.files,
+        "exit_code": exit_code,
+        "stdout": decisive.map(|s| s.stdout.as_str()).unwrap_or(""),
+        "stderr": decisive.map(|s| s.stderr.as_str()).unwrap_or(""),
+        "execution_time_ms": total_ms,
+    });
+    let mut response = Json(body).into_response();
+    response.extensions_mut().insert(tag);
+    Ok(response)
+}
+
+/// Validates the request, resolves the language and the work dir, and writes the
+/// caller's files there (confined to the session).
+fn prepare(
+    state: &SharedState,
+    body: Value,
+) -> Result<(std::sync::Arc<crate::plugins::Language>, ExecuteRequest), ApiError> {
+    let (session, req): (_, ExecuteBody) = session_and_request(state, body)?;
+    let name = language_name(state, req.language)?;
+    let registry = state.registry();
+    let language = registry.resolve(&name).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown language `{name}`; available: {}",
+            registry.codes().join(", ")
+        ))
+    })?;
+    let work_dir: PathBuf = match req.working_dir.as_deref().filter(|d| !d.is_empty()) {
+        None => session.dir().to_path_buf(),
+        Some(dir) => {
+            session.mkdir_all(dir)?;
+            session.dir().join(session.resolve(dir)?)
+        }
+    };
+    let work_rel = work_dir
+        .strip_prefix(session.dir())
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    let mut files = Vec::with_capacity(req.files.len());
+    for f in req.files {
+        let content = match f.encoding {
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(f.content.as_bytes())
+                .map_err(|e| {
+                    ApiError::bad_request(format!("file `{}`: invalid base64: {e}", f.path))
+                })?,
+            Encoding::Utf8 | Encoding::Utf8Dash => f.content.into_bytes(),
+        };
+        if std::path::Path::new(&f.path).is_absolute() {
+            return Err(ApiError::bad_request(format!(
+                "file `{}`: the path must be relative to the work dir",
+                f.path
+            )));
+        }
+        let rel = work_rel.join(&f.path);
+        session.create_atomic(&rel.to_string_lossy(), &content)?;
+        files.push((f.path, content));
+    }
+    Ok((
+        language,
+        ExecuteRequest {
+            code: req.code,
+            files,
+            stdin: req.stdin.map(String::into_bytes),
+            args: req.args,
+            timeout: req.timeout_seconds,
+            work_dir,
+        },
+    ))
+}
+
+/// Decrements a gauge when dropped (also when the request is cancelled).
+struct Gauge<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}

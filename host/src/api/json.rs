@@ -1,0 +1,60 @@
+//! The JSON body extractor: like axum's `Json`, but every rejection (wrong content
+//! type, invalid JSON, wrong field types, body too large) answers with the error
+//! envelope and a message a person can act on.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => Err(explain(rejection)),
+        }
+    }
+}
+
+fn explain(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::bad_request("expected a JSON body: send `Content-Type: application/json`")
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::bad_request(format!("invalid JSON: {}", inner(&e.body_text())))
+        }
+        JsonRejection::JsonDataError(e) => {
+            ApiError::bad_request(format!("invalid request: {}", inner(&e.body_text())))
+        }
+        JsonRejection::BytesRejection(e) => {
+            let status = e.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(status, "request body too large (see SIDECAR_BODY_LIMIT)")
+            } else {
+                ApiError::new(
+                    status,
+                    format!("cannot read the request body: {}", e.body_text()),
+                )
+            }
+        }
+        other => ApiError::new(other.status(), other.body_text()),
+    }
+}
+
+/// axum's messages start with a generic prefix; keep the part that says what is wrong.
+fn inner(text: &str) -> String {
+    text.split_once(": ")
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or_else(|| text.to_string())
+}

@@ -1,0 +1,19 @@
+//! Logs: tracing to stderr, readable text by default or one JSON object per line
+//! (`SIDECAR_LOG_FORMAT=json`). Request lines carry a request id, the endpoint, the
+//! language, the status and the duration, never code, file contents or env values.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. `RUST_LOG` refines the level (default `info`).
+pub fn init(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.compact().try_init()
+    };
+}

@@ -1,0 +1,174 @@
+//! `sidecar serve`: loads everything, listens on the Unix socket (and TCP), and shuts
+//! down cleanly on SIGTERM/SIGINT: stop accepting, let in-flight requests finish within
+//! the grace period, kill what still runs, remove the socket.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+
+use super::{router, AppState};
+use crate::cli::ServeArgs;
+use crate::exec::sandbox::Sandbox;
+use crate::runner::Executor;
+use crate::workspace::Workspace;
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    if let Some(addr) = args.tcp_addr {
+        let has_token = args.auth_token.as_deref().is_some_and(|t| !t.is_empty());
+        if !addr.ip().is_loopback() && !has_token && !args.allow_insecure_tcp {
+            anyhow::bail!(
+                "refusing to listen on {addr} (not loopback) without SIDECAR_AUTH_TOKEN; set a token, or pass --allow-insecure-tcp"
+            );
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sidecar")
+        .build()?;
+    runtime.block_on(run(args))?;
+    // Dropping the runtime drops in-flight requests: their executions are killed.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    Ok(0)
+}
+
+async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (plugin_runtime, registry) = args.plugins.registry()?;
+    for e in &registry.language_errors {
+        tracing::error!("{}", e.error);
+    }
+    let sandbox = Arc::new(Sandbox::detect(crate::exec::SandboxSettings::default()));
+    for p in sandbox.report() {
+        if p.active {
+            tracing::info!(protection = %p.name, "protection active: {}", p.detail);
+        } else {
+            tracing::warn!(protection = %p.name, "protection NOT active: {}", p.detail);
+        }
+    }
+    std::fs::create_dir_all(&args.workspace_root).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the workspace {}: {e}",
+            args.workspace_root.display()
+        )
+    })?;
+    let workspace = Workspace::new(args.workspace_root.clone(), args.shared_workspace);
+    let executor = Executor::new(args.exec.clone(), sandbox);
+    tracing::info!(
+        languages = registry.codes().join(","),
+        plugins = registry.plugins.plugins.len(),
+        pooling = plugin_runtime.pooling(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "plugins loaded"
+    );
+    let state = Arc::new(AppState {
+        settings: args.clone(),
+        workspace,
+        runtime: plugin_runtime,
+        registry: RwLock::new(Arc::new(registry)),
+        reload_error: RwLock::new(None),
+        executor,
+        metrics: Default::default(),
+        started,
+    });
+    crate::api::reload::spawn(state.clone());
+
+    let app = router(state.clone());
+    let unix = bind_unix(&args.socket_path, args.socket_mode)?;
+    let _socket_guard = SocketGuard(args.socket_path.clone());
+    tracing::info!(socket = %args.socket_path.display(), "listening on unix socket");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    {
+        let mut rx = stop_rx.clone();
+        let app = app.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(unix, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    if let Some(addr) = args.tcp_addr {
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        tracing::info!(addr = %tcp.local_addr()?, auth = args.auth_token.is_some(), "listening on tcp");
+        let mut rx = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(tcp, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+
+    shutdown_signal().await;
+    tracing::info!(
+        grace_seconds = args.grace_seconds,
+        "shutting down: no new connections; waiting for in-flight requests"
+    );
+    let _ = stop_tx.send(true);
+    let _ = std::fs::remove_file(&args.socket_path);
+    let all = futures_util::future::join_all(servers);
+    if tokio::time::timeout(Duration::from_secs(args.grace_seconds), all)
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over: killing what still runs");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// Binds the socket: creates its directory, replaces a stale socket (one nobody
+/// answers on), refuses a path that is something else or a live socket, sets the mode.
+fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!("cannot create the socket directory {}: {e}", dir.display())
+        })?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                anyhow::bail!("{} is in use by a running server", path.display());
+            }
+            std::fs::remove_file(path).map_err(|e| {
+                anyhow::anyhow!("cannot remove the stale socket {}: {e}", path.display())
+            })?;
+        }
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket: refusing to replace it",
+            path.display()
+        ),
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
+}
+
+/// Removes the socket file when the server stops, however it stops.
+struct SocketGuard(PathBuf);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

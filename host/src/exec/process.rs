@@ -1,0 +1,603 @@
+//! Running one process in the sandbox: spawn it in its own session, cgroup, network
+//! namespace and uid with rlimits and exactly the spec's environment; feed stdin while
+//! reading both outputs (capped, decoded, optionally streamed); when the main process
+//! exits or the wall-clock timeout fires, kill every process of the execution, drain the
+//! pipes, reap, and report. Dropping the future kills everything as well.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::unix::pipe;
+use tokio::sync::mpsc;
+
+use super::cgroup::{Cgroups, ExecCgroup, Limits};
+use super::janitor;
+use super::output::{CappedText, OutputChunk, Stream};
+use super::sandbox::{Sandbox, UidLease};
+use super::spawn::{resolve_program, ChildSetup};
+use super::ExecError;
+
+/// Default per-stream output cap.
+pub const DEFAULT_OUTPUT_CAP: usize = 1 << 20;
+
+/// How long we keep killing an execution's group before giving up on it.
+const KILL_DEADLINE: Duration = Duration::from_secs(5);
+/// How long after the kill we wait for the pipes to reach end-of-file. With cgroups or a
+/// dedicated uid every writer is dead by then and EOF comes as soon as what is buffered
+/// has been read (and, with a sink, consumed); without them a process that escaped the
+/// process group could hold the pipes forever.
+const DRAIN_GRACE_ALL_KILLED: Duration = Duration::from_secs(10);
+const DRAIN_GRACE_ESCAPABLE: Duration = Duration::from_millis(500);
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What to run and within which limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSpec {
+    /// Program and arguments; the program is looked up through the spec's own `PATH`.
+    pub argv: Vec<String>,
+    /// Exactly the child's environment: nothing is inherited.
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// Written to the child's stdin, which is then closed; `None`: `/dev/null`.
+    pub stdin: Option<Vec<u8>>,
+    /// Wall clock, from spawn to the main process's exit.
+    pub timeout: Duration,
+    /// RLIMIT_CPU (rounded up to whole seconds).
+    pub cpu_time: Option<Duration>,
+    /// Bytes: the cgroup memory limit, and RLIMIT_AS if `use_rlimit_as`.
+    pub memory_limit: Option<u64>,
+    /// Also limit the address space (breaks the JVM and others that reserve a lot).
+    pub use_rlimit_as: bool,
+    /// Drop to this uid and gid (only when the sidecar runs as root).
+    pub uid_gid: Option<(u32, u32)>,
+    /// Allow network access; otherwise join the sandbox's empty network namespace.
+    pub network: bool,
+    /// Per stream, in bytes of UTF-8.
+    pub output_cap: usize,
+    /// cgroup pids.max (or RLIMIT_NPROC with a dedicated uid).
+    pub pids_limit: Option<u64>,
+    /// RLIMIT_FSIZE in bytes: writing past it raises SIGXFSZ.
+    pub file_size_limit: Option<u64>,
+    /// RLIMIT_NOFILE.
+    pub open_files_limit: Option<u64>,
+}
+
+impl ProcessSpec {
+    /// A spec with the default limits: 60 s, 1 MiB per stream, 512 processes, 1 GiB
+    /// files, 1024 descriptors, no network, no memory limit, no uid change.
+    pub fn new(argv: Vec<String>, cwd: impl Into<PathBuf>) -> Self {
+        Self {
+            argv,
+            env: Vec::new(),
+            cwd: cwd.into(),
+            stdin: None,
+            timeout: Duration::from_secs(60),
+            cpu_time: None,
+            memory_limit: None,
+            use_rlimit_as: false,
+            uid_gid: None,
+            network: false,
+            output_cap: DEFAULT_OUTPUT_CAP,
+            pids_limit: Some(512),
+            file_size_limit: Some(1 << 30),
+            open_files_limit: Some(1024),
+        }
+    }
+}
+
+/// How the execution ended and what it printed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessOutcome {
+    pub stdout: String,
+    pub stderr: String,
+    /// The main process's exit code, if it exited normally.
+    pub exit_code: Option<i32>,
+    /// The signal that killed the main process, if one did.
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    /// The kernel OOM-killed a process of the execution (memory cgroup).
+    pub oom_killed: bool,
+    /// From spawn to the main process's exit (or the timeout).
+    pub duration: Duration,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// Bytes the process wrote, kept or not.
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// The program was found but could not be started (permission denied, bad
+    /// interpreter, exec format error...): nothing ran.
+    pub spawn_error: Option<String>,
+}
+
+/// Runs one process to completion (see the module doc). `sink` receives the decoded
+/// output as it arrives, within the caps.
+pub async fn run(
+    sandbox: &Sandbox,
+    spec: ProcessSpec,
+    sink: Option<mpsc::Sender<OutputChunk>>,
+) -> Result<ProcessOutcome, ExecError> {
+    let program = prepare(&spec)?;
+    let is_root = sandbox.is_root();
+
+    // Without cgroups, a dedicated uid is what lets us find every process afterwards.
+    let lease = match (spec.uid_gid, &sandbox.uid_pool, is_root) {
+        (Some(_), Some(pool), true) => {
+            let lease = pool.lease();
+            if lease.is_none() {
+                tracing::warn!("no dedicated uid left: this execution shares its uid");
+            }
+            lease
+        }
+        _ => None,
+    };
+    let run_as = match (is_root, &lease, spec.uid_gid) {
+        (true, Some(lease), Some((_, gid))) => Some((lease.uid, gid)),
+        (true, _, ids) => ids,
+        (false, _, _) => None,
+    };
+
+    let cgroups = sandbox.cgroups.clone();
+    let cgroup = match &cgroups {
+        Some(c) => Some(
+            c.create(Limits {
+                memory: spec.memory_limit,
+                pids: spec.pids_limit,
+            })
+            .map_err(|e| ExecError::Sandbox(format!("creating the execution cgroup: {e}")))?,
+        ),
+        None => None,
+    };
+
+    let mut setup = ChildSetup {
+        cgroup_procs: cgroup.iter().flat_map(ExecCgroup::join_fds).collect(),
+        netns: if spec.network {
+            None
+        } else {
+            sandbox.netns_fd()
+        },
+        umask: lease.is_some().then_some(0o002),
+        run_as,
+        ..ChildSetup::default()
+    };
+    setup.limit_core(is_root);
+    if let Some(n) = spec.open_files_limit {
+        setup.limit_open_files(n, is_root);
+    }
+    if let Some(bytes) = spec.file_size_limit {
+        setup.limit_file_size(bytes, is_root);
+    }
+    if let Some(t) = spec.cpu_time {
+        let secs = t.as_secs() + u64::from(t.subsec_nanos() > 0);
+        setup.limit_cpu(secs.max(1), is_root);
+    }
+    if let (true, Some(bytes)) = (spec.use_rlimit_as, spec.memory_limit) {
+        setup.limit_address_space(bytes, is_root);
+    }
+    if let (Some(_), Some(n)) = (&lease, spec.pids_limit) {
+        setup.limit_processes(n, is_root);
+    }
+
+    let mut command = Command::new(&program);
+    command
+        .arg0(&spec.argv[0])
+        .args(&spec.argv[1..])
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.cwd)
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: `apply` only makes async-signal-safe system calls on prepared data.
+    unsafe { command.pre_exec(move || setup.apply()) };
+
+    let start = Instant::now();
+    let spawned = command.spawn();
+    drop(command);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            // The child (if it got as far as joining the group) is gone already.
+            if let Some(group) = cgroup {
+                let _ = group.remove();
+            }
+            return Ok(ProcessOutcome {
+                spawn_error: Some(format!("cannot execute {}: {e}", spec.argv[0])),
+                duration: start.elapsed(),
+                ..ProcessOutcome::default()
+            });
+        }
+    };
+    let pid = child.id() as libc::pid_t;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let mut guard = Guard {
+        pid,
+        child: Some(child),
+        cgroup,
+        cgroups,
+        lease,
+        armed: true,
+    };
+    let exit = ExitWatch::new(pid);
+
+    let mut out = CappedText::new(spec.output_cap);
+    let mut err = CappedText::new(spec.output_cap);
+    let timed_out;
+    let duration;
+    {
+        let io = async {
+            tokio::join!(
+                feed(stdin.map(OwnedFd::from), spec.stdin),
+                drain(
+                    stdout.map(OwnedFd::from),
+                    Stream::Stdout,
+                    &mut out,
+                    sink.clone()
+                ),
+                drain(stderr.map(OwnedFd::from), Stream::Stderr, &mut err, sink),
+            )
+        };
+        tokio::pin!(io);
+        let deadline = tokio::time::Instant::from_std(start + spec.timeout);
+        let mut io_done = false;
+        timed_out = loop {
+            tokio::select! {
+                biased;
+                _ = exit.wait() => break false,
+                _ = &mut io, if !io_done => io_done = true,
+                _ = tokio::time::sleep_until(deadline) => break true,
+            }
+        };
+        duration = start.elapsed();
+        guard.kill_all().await;
+        let grace = if guard.cgroup.is_some() || guard.lease.is_some() {
+            DRAIN_GRACE_ALL_KILLED
+        } else {
+            DRAIN_GRACE_ESCAPABLE
+        };
+        if !io_done && tokio::time::timeout(grace, &mut io).await.is_err() {
+            tracing::warn!(
+                pid,
+                "output pipes still open after the kill: a process escaped"
+            );
+        }
+    }
+
+    // Reap the main process (dead or dying from SIGKILL by now).
+    let status = tokio::time::timeout(KILL_DEADLINE, async {
+        exit.wait().await;
+        loop {
+            match guard.child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => return Some(status),
+                Some(Ok(None)) => tokio::time::sleep(Duration::from_millis(1)).await,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    if status.is_none() {
+        tracing::error!(pid, "the main process did not exit after SIGKILL");
+        // The guard's drop finishes the job in the background.
+        return Ok(outcome(out, err, None, timed_out, false, duration));
+    }
+    guard.child = None;
+
+    if let Some(lease) = &guard.lease {
+        let uid = lease.uid;
+        match tokio::task::spawn_blocking(move || janitor::sweep_uid(uid)).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                tracing::warn!(uid, "processes of the dedicated uid survived the sweep")
+            }
+            Ok(Err(e)) => tracing::warn!(uid, "uid sweep failed: {e}"),
+            Err(e) => tracing::warn!(uid, "uid sweep panicked: {e}"),
+        }
+    }
+    let oom_killed = guard.cgroup.as_ref().is_some_and(ExecCgroup::oom_killed);
+    guard.release();
+    Ok(outcome(out, err, status, timed_out, oom_killed, duration))
+}
+
+/// Validates the spec and resolves the program.
+fn prepare(spec: &ProcessSpec) -> Result<PathBuf, ExecError> {
+    let Some(program) = spec.argv.first() else {
+        return Err(ExecError::InvalidSpec("empty argv".into()));
+    };
+    let has_nul = |s: &str| s.contains('\0');
+    if spec.argv.iter().any(|a| has_nul(a))
+        || spec.env.iter().any(|(k, v)| has_nul(k) || has_nul(v))
+    {
+        return Err(ExecError::InvalidSpec("NUL byte in argv or env".into()));
+    }
+    if spec
+        .env
+        .iter()
+        .any(|(k, _)| k.is_empty() || k.contains('='))
+    {
+        return Err(ExecError::InvalidSpec(
+            "bad environment variable name".into(),
+        ));
+    }
+    if !spec.cwd.is_dir() {
+        return Err(ExecError::InvalidSpec(format!(
+            "working directory {} does not exist",
+            spec.cwd.display()
+        )));
+    }
+    resolve_program(program, &spec.env, &spec.cwd)
+        .ok_or_else(|| ExecError::NotFound(program.clone()))
+}
+
+fn outcome(
+    mut out: CappedText,
+    mut err: CappedText,
+    status: Option<std::process::ExitStatus>,
+    timed_out: bool,
+    oom_killed: bool,
+    duration: Duration,
+) -> ProcessOutcome {
+    // The readers finished their streams unless the drain was cut short.
+    out.finish();
+    err.finish();
+    ProcessOutcome {
+        stdout_truncated: out.truncated(),
+        stderr_truncated: err.truncated(),
+        stdout_bytes: out.total_bytes(),
+        stderr_bytes: err.total_bytes(),
+        stdout: out.into_text(),
+        stderr: err.into_text(),
+        exit_code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        timed_out,
+        oom_killed,
+        duration,
+        spawn_error: None,
+    }
+}
+
+/// Writes `data` to the child's stdin, then closes it. A child that stops reading just
+/// makes the write fail (EPIPE) once it is dead.
+async fn feed(pipe: Option<OwnedFd>, data: Option<Vec<u8>>) {
+    let (Some(pipe), Some(data)) = (pipe, data) else {
+        return;
+    };
+    let Ok(mut sender) = pipe::Sender::from_owned_fd(pipe) else {
+        return;
+    };
+    let _ = sender.write_all(&data).await;
+}
+
+/// Reads one output pipe to its end into `text`, streaming what is kept to `sink`.
+async fn drain(
+    pipe: Option<OwnedFd>,
+    stream: Stream,
+    text: &mut CappedText,
+    mut sink: Option<mpsc::Sender<OutputChunk>>,
+) {
+    let Some(pipe) = pipe else { return };
+    let Ok(mut receiver) = pipe::Receiver::from_owned_fd(pipe) else {
+        return;
+    };
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = match receiver.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let kept = text.push(&buf[..n]);
+        if let (false, Some(s)) = (kept.is_empty(), &sink) {
+            let chunk = OutputChunk {
+                stream,
+                data: kept.to_string(),
+            };
+            if s.send(chunk).await.is_err() {
+                sink = None;
+            }
+        }
+    }
+    let tail = text.finish();
+    if let (false, Some(s)) = (tail.is_empty(), &sink) {
+        let _ = s
+            .send(OutputChunk {
+                stream,
+                data: tail.to_string(),
+            })
+            .await;
+    }
+}
+
+/// Waits for the main process to exit without reaping it, so that its process group
+/// stays valid for the kill.
+enum ExitWatch {
+    Pidfd(AsyncFd<OwnedFd>, libc::pid_t),
+    Poll(libc::pid_t),
+}
+
+impl ExitWatch {
+    fn new(pid: libc::pid_t) -> Self {
+        // SAFETY: pidfd_open(2) on our own unreaped child.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd >= 0 {
+            // SAFETY: a fresh descriptor we own.
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+            // SAFETY: the AsyncFd owns the descriptor, which stays open as long as it.
+            if let Ok(fd) = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+                return ExitWatch::Pidfd(fd, pid);
+            }
+        }
+        ExitWatch::Poll(pid)
+    }
+
+    /// Resolves once the process has exited (it stays a zombie until reaped).
+    async fn wait(&self) {
+        match self {
+            ExitWatch::Pidfd(fd, pid) => {
+                if fd.readable().await.is_ok() {
+                    return;
+                }
+                Self::poll(*pid).await
+            }
+            ExitWatch::Poll(pid) => Self::poll(*pid).await,
+        }
+    }
+
+    async fn poll(pid: libc::pid_t) {
+        while !has_exited(pid) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Whether our child `pid` has exited (without reaping it); true on error.
+fn has_exited(pid: libc::pid_t) -> bool {
+    // SAFETY: waitid(2) with WNOWAIT into a local; leaves the child unreaped.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: reading the pid field the kernel filled in.
+    r != 0 || unsafe { info.si_pid() } != 0
+}
+
+/// Owns an execution's processes until they are all dead and reaped: dropping it early
+/// (the `run` future was dropped) kills synchronously and reaps in a background thread.
+struct Guard {
+    pid: libc::pid_t,
+    child: Option<Child>,
+    cgroup: Option<ExecCgroup>,
+    cgroups: Option<Arc<Cgroups>>,
+    lease: Option<UidLease>,
+    armed: bool,
+}
+
+impl Guard {
+    /// Kills every process of the execution: its process group, then its cgroup until
+    /// empty. The main process is not reaped yet, so its pid (= process group id) cannot
+    /// have been reused.
+    async fn kill_all(&self) {
+        // SAFETY: signalling our own child's process group.
+        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        let Some(group) = &self.cgroup else { return };
+        let deadline = Instant::now() + KILL_DEADLINE;
+        loop {
+            match group.kill_round() {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(pid = self.pid, "killing the execution cgroup: {e}");
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                tracing::error!(
+                    pid = self.pid,
+                    "execution cgroup still not empty after {KILL_DEADLINE:?}"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Normal end: everything is dead and reaped. Removes the cgroup (and refills the
+    /// pool) in the background, off the caller's critical path.
+    fn release(&mut self) {
+        self.armed = false;
+        let group = self.cgroup.take();
+        let cgroups = self.cgroups.take();
+        drop(self.lease.take());
+        if group.is_none() {
+            return;
+        }
+        let cleanup = move || {
+            if let Some(group) = group {
+                if let Err(e) = group.remove() {
+                    tracing::warn!("removing an execution cgroup: {e}");
+                }
+            }
+            if let Some(c) = cgroups {
+                c.refill();
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(cleanup);
+            }
+            Err(_) => cleanup(),
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Synchronously: no process of the execution may run on. (Once the main
+        // process is reaped its pid may be reused: then only the cgroup is killed.)
+        if self.child.is_some() {
+            // SAFETY: signalling our own unreaped child's process group.
+            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        }
+        if let Some(group) = &self.cgroup {
+            let _ = group.kill_round();
+        }
+        let pid = self.pid;
+        let child = self.child.take();
+        let group = self.cgroup.take();
+        let cgroups = self.cgroups.take();
+        let lease = self.lease.take();
+        let finish = move || {
+            if let Some(group) = &group {
+                let deadline = Instant::now() + KILL_DEADLINE;
+                while !matches!(group.kill_round(), Ok(true) | Err(_)) && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            if let Some(mut child) = child {
+                let _ = child.wait();
+            }
+            if let Some(lease) = &lease {
+                if let Err(e) = janitor::sweep_uid(lease.uid) {
+                    tracing::warn!(pid, "uid sweep failed: {e}");
+                }
+            }
+            if let Some(group) = group {
+                let _ = group.remove();
+            }
+            if let Some(c) = cgroups {
+                c.refill();
+            }
+            drop(lease);
+        };
+        let spawned = std::thread::Builder::new()
+            .name("exec-reaper".into())
+            .spawn(finish);
+        if let Err(e) = spawned {
+            tracing::error!(pid, "cannot start a reaper thread: {e}");
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! The sandbox: probes once, at start-up, which protections work on this machine
+//! (per-execution cgroups, a shared empty network namespace, dropping to an unprivileged
+//! uid, dedicated uids for the kill sweep when there are no cgroups, rlimits), keeps the
+//! resources they need, and reports what is active and why the rest is not.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::cgroup::{self, Cgroups, Layout};
+use super::process::ProcessSpec;
+
+/// What the sandbox should try to use. Anything that does not work here is skipped and
+/// reported, never fatal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Per-execution cgroups (memory and pids limits, kill-all).
+    pub cgroups: bool,
+    /// A delegated cgroup v2 directory to create execution groups under, instead of
+    /// detecting one (e.g. a systemd unit's cgroup with `Delegate=yes`).
+    pub cgroup_v2_root: Option<PathBuf>,
+    /// Execution cgroups created ahead of time, to keep `mkdir` off the critical path.
+    pub cgroup_pool: usize,
+    /// Run executions that don't ask for the network in an empty network namespace.
+    pub network_isolation: bool,
+    /// The uid and gid executions run as when the sidecar runs as root.
+    pub run_as: Option<(u32, u32)>,
+    /// Without cgroups, the only way to find every process of an execution (a daemon
+    /// that called `setsid` included) is to give the execution a uid of its own and kill
+    /// everything running as that uid afterwards. `(first, count)` uids are reserved for
+    /// that; files get mode 0664/0775 (umask 002) so that the shared gid can still
+    /// modify them. Used only as root and only when cgroups are unavailable.
+    pub uid_pool: Option<(u32, u32)>,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            cgroups: true,
+            cgroup_v2_root: None,
+            cgroup_pool: 4,
+            network_isolation: true,
+            run_as: Some((65532, 65532)),
+            uid_pool: Some((200_000, 512)),
+        }
+    }
+}
+
+/// One protection and whether it is active, for the start-up log and `/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Protection {
+    pub name: String,
+    pub active: bool,
+    pub detail: String,
+}
+
+/// The protections available to executions. Create once with [`Sandbox::detect`] and
+/// share (it is `Send + Sync`).
+#[derive(Debug)]
+pub struct Sandbox {
+    settings: SandboxSettings,
+    pub(crate) cgroups: Option<Arc<Cgroups>>,
+    netns: Option<OwnedFd>,
+    is_root: bool,
+    pub(crate) uid_pool: Option<Arc<UidPool>>,
+    report: Vec<Protection>,
+}
+
+impl Sandbox {
+    /// Probes what works here. Never fails: what does not work is reported inactive.
+    pub fn detect(settings: SandboxSettings) -> Sandbox {
+        // SAFETY: plain getter.
+        let euid = unsafe { libc::geteuid() };
+        let is_root = euid == 0;
+        let mut report = Vec::new();
+
+        // Per-execution cgroups.
+        let (cgroups, cgroup_why) = if settings.cgroups {
+            detect_cgroups(&settings)
+        } else {
+            (None, "disabled by settings".to_string())
+        };
+        let cgroups = cgroups.map(Arc::new);
+        match &cgroups {
+            Some(c) => report.push(protection("cgroups", true, describe_layout(c.layout()))),
+            None => report.push(protection("cgroups", false, cgroup_why)),
+        }
+
+        // Dedicated uids, only as a fallback for kill-all.
+        let uid_pool = match (&cgroups, settings.uid_pool, is_root) {
+            (None, Some((first, count)), true) if count > 0 => {
+                Some(Arc::new(UidPool::new(first, count)))
+            }
+            _ => None,
+        };
+
+        let memory_detail = match &cgroups {
+            Some(c) if c.has_memory() => MEMORY_CGROUP,
+            _ => MEMORY_NONE,
+        };
+        report.push(protection(
+            "memory_limit",
+            cgroups.as_ref().is_some_and(|c| c.has_memory()),
+            memory_detail.to_string(),
+        ));
+
+        let (pids_active, pids_detail) = match (&cgroups, &uid_pool) {
+            (Some(c), _) if c.has_pids() => (true, "cgroup pids.max".to_string()),
+            (_, Some(pool)) => (
+                true,
+                format!("RLIMIT_NPROC on a dedicated uid ({})", pool.describe()),
+            ),
+            _ => (
+                false,
+                "no pids cgroup and no dedicated uids: fork bombs are bounded by the timeout only"
+                    .to_string(),
+            ),
+        };
+        report.push(protection("pids_limit", pids_active, pids_detail));
+
+        let (kill_active, kill_detail) = match (&cgroups, &uid_pool) {
+            (Some(c), _) => (true, c.kill_method().to_string()),
+            (None, Some(pool)) => (
+                true,
+                format!(
+                    "SIGKILL sweep of a dedicated uid per execution ({})",
+                    pool.describe()
+                ),
+            ),
+            (None, None) => (
+                false,
+                "process group only: a process that calls setsid can outlive its execution"
+                    .to_string(),
+            ),
+        };
+        report.push(protection("kill_all", kill_active, kill_detail));
+
+        // The shared empty network namespace.
+        let netns = if settings.network_isolation {
+            match create_netns() {
+                Ok(fd) => {
+                    report.push(protection("network_isolation", true, NETNS_DETAIL.into()));
+                    Some(fd)
+                }
+                Err(e) => {
+                    report.push(protection(
+                        "network_isolation",
+                        false,
+                        format!("cannot create a network namespace: {e}"),
+                    ));
+                    None
+                }
+            }
+        } else {
+            report.push(protection(
+                "network_isolation",
+                false,
+                "disabled by settings".into(),
+            ));
+            None
+        };
+
+        match (is_root, settings.run_as) {
+            (true, Some((uid, gid))) if uid != 0 => report.push(protection(
+                "uid_drop",
+                true,
+                match &uid_pool {
+                    Some(pool) => format!(
+                        "runs as a dedicated uid ({}) with gid {gid}, no supplementary groups",
+                        pool.describe()
+                    ),
+                    None => format!("runs as {uid}:{gid}, no supplementary groups"),
+                },
+            )),
+            (true, _) => report.push(protection(
+                "uid_drop",
+                false,
+                "disabled by settings: code runs as root".into(),
+            )),
+            (false, _) => report.push(protection(
+                "uid_drop",
+                false,
+                format!("not running as root (euid {euid}): code runs as the sidecar's own user"),
+            )),
+        }
+
+        report.push(protection("rlimits", true, RLIMITS_DETAIL.into()));
+        report.push(protection(
+            "environment",
+            true,
+            "cleared: only the variables of the spec; inherited descriptors closed".into(),
+        ));
+
+        Sandbox {
+            settings,
+            cgroups,
+            netns,
+            is_root,
+            uid_pool,
+            report,
+        }
+    }
+
+    /// What is active and why the rest is not.
+    pub fn report(&self) -> Vec<Protection> {
+        self.report.clone()
+    }
+
+    /// One line for the start-up log.
+    pub fn summary(&self) -> String {
+        self.report
+            .iter()
+            .map(|p| format!("{}={}", p.name, if p.active { "on" } else { "off" }))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub fn settings(&self) -> &SandboxSettings {
+        &self.settings
+    }
+
+    /// Whether the protection called `name` (as in [`Sandbox::report`]) is active.
+    pub fn is_active(&self, name: &str) -> bool {
+        self.report.iter().any(|p| p.name == name && p.active)
+    }
+
+    /// The uid and gid executions should run as: `settings.run_as` when we are root.
+    pub fn run_as(&self) -> Option<(u32, u32)> {
+        if self.is_root {
+            self.settings.run_as.filter(|(uid, _)| *uid != 0)
+        } else {
+            None
+        }
+    }
+
+    /// A spec with the default limits and this sandbox's uid.
+    pub fn spec(&self, argv: Vec<String>, cwd: impl Into<PathBuf>) -> ProcessSpec {
+        let mut spec = ProcessSpec::new(argv, cwd);
+        spec.uid_gid = self.run_as();
+        spec
+    }
+
+    pub(crate) fn is_root(&self) -> bool {
+        self.is_root
+    }
+
+    pub(crate) fn netns_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.netns.as_ref().map(AsRawFd::as_raw_fd)
+    }
+}
+
+const NETNS_DETAIL: &str =
+    "one shared, empty network namespace (no interfaces, loopback down) joined by each execution";
+const RLIMITS_DETAIL: &str =
+    "CORE=0; NOFILE, FSIZE, CPU per execution; NPROC with dedicated uids; AS when a spec asks";
+const MEMORY_CGROUP: &str =
+    "cgroup memory limit (swap capped too where the kernel accounts it); OOM kills reported";
+const MEMORY_NONE: &str =
+    "no memory cgroup: a memory limit applies only as RLIMIT_AS, when a spec asks for it";
+
+fn protection(name: &str, active: bool, detail: String) -> Protection {
+    Protection {
+        name: name.to_string(),
+        active,
+        detail,
+    }
+}
+
+fn describe_layout(layout: &Layout) -> String {
+    match layout {
+        Layout::V2 {
+            parent,
+            memory,
+            pids,
+            kill,
+        } => {
+            let mut controllers = Vec::new();
+            if *memory {
+                controllers.push("memory");
+            }
+            if *pids {
+                controllers.push("pids");
+            }
+            if *kill {
+                controllers.push("cgroup.kill");
+            }
+            format!("v2 under {} ({})", parent.display(), controllers.join(", "))
+        }
+        Layout::V1 {
+            memory,
+            pids,
+            freezer,
+        } => {
+            let parts: Vec<String> = [("memory", memory), ("pids", pids), ("freezer", freezer)]
+                .into_iter()
+                .map(|(name, dir)| match dir {
+                    Some(d) => format!("{name} under {}", d.display()),
+                    None => format!("no {name}"),
+                })
+                .collect();
+            format!("v1: {}", parts.join(", "))
+        }
+    }
+}
+
+/// cgroup v2 with memory and pids when the system is pure v2, else v1, else whatever v2
+/// gives (kill-all only, e.g. the empty hybrid `unified` hierarchy).
+fn detect_cgroups(settings: &SandboxSettings) -> (Option<Cgroups>, String) {
+    let pool = settings.cgroup_pool;
+    if let Some(root) = &settings.cgroup_v2_root {
+        return match Cgroups::try_v2(root, false, pool) {
+            Ok(c) => (Some(c), String::new()),
+            Err(e) => (None, format!("cgroup v2 at {}: {e}", root.display())),
+        };
+    }
+    let mut why = Vec::new();
+    let v2 = cgroup::v2_own_dir();
+    if let Some((mountpoint, dir)) = &v2 {
+        if mountpoint == Path::new("/sys/fs/cgroup") {
+            match Cgroups::try_v2(dir, true, pool) {
+                Ok(c) => return (Some(c), String::new()),
+                Err(e) => why.push(format!("v2: {e}")),
+            }
+        }
+    }
+    match Cgroups::try_v1(pool) {
+        Ok(c) => return (Some(c), String::new()),
+        Err(e) => why.push(format!("v1: {e}")),
+    }
+    if let Some((_, dir)) = &v2 {
+        match Cgroups::try_v2(dir, false, pool) {
+            Ok(c) => return (Some(c), String::new()),
+            Err(e) => why.push(format!("v2 (kill only): {e}")),
+        }
+    } else {
+        why.push("no cgroup2 mount".into());
+    }
+    (None, why.join("; "))
+}
+
+/// Creates an empty network namespace in a throwaway thread and keeps a descriptor of
+/// it; checks that a child can join it.
+fn create_netns() -> io::Result<OwnedFd> {
+    let fd = std::thread::spawn(|| -> io::Result<OwnedFd> {
+        // SAFETY: affects only this thread, which ends right after.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(File::open("/proc/thread-self/ns/net")?.into())
+    })
+    .join()
+    .map_err(|_| io::Error::other("netns thread panicked"))??;
+    let raw = fd.as_raw_fd();
+    // SAFETY: the child only calls setns(2) and _exit(2).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let code = if unsafe { libc::setns(raw, libc::CLONE_NEWNET) } == 0 {
+            0
+        } else {
+            1
+        };
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(fd)
+    } else {
+        Err(io::Error::other(
+            "a child cannot join the namespace (setns failed)",
+        ))
+    }
+}
+
+/// Uids reserved for one execution at a time (see [`SandboxSettings::uid_pool`]).
+#[derive(Debug)]
+pub(crate) struct UidPool {
+    first: u32,
+    count: u32,
+    free: Mutex<Vec<u32>>,
+}
+
+impl UidPool {
+    fn new(first: u32, count: u32) -> Self {
+        // Hand out low uids first (pop from the end).
+        let free = (first..first.saturating_add(count)).rev().collect();
+        Self {
+            first,
+            count,
+            free: Mutex::new(free),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "uids {}..{}",
+            self.first,
+            self.first.saturating_add(self.count)
+        )
+    }
+
+    /// A uid no other execution is using, if any is left.
+    pub fn lease(self: &Arc<Self>) -> Option<UidLease> {
+        let uid = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+        Some(UidLease {
+            uid,
+            pool: Arc::clone(self),
+        })
+    }
+}
+
+/// A dedicated uid; returned to the pool on drop (after its processes were swept).
+#[derive(Debug)]
+pub(crate) struct UidLease {
+    pub uid: u32,
+    pool: Arc<UidPool>,
+}
+
+impl Drop for UidLease {
+    fn drop(&mut self) {
+        self.pool
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.uid);
+    }
+}

@@ -1,0 +1,465 @@
+//! The wasmtime runtime: one engine and linker, a pre-instantiated component per
+//! plugin, a fresh store per call, and the limits that keep a plugin from hurting the
+//! host.
+//!
+//! Plugins get an empty WASI context: no preopened directories, no environment, no
+//! sockets, no name lookups, no stdin; stderr goes to a small in-memory pipe so a
+//! panicking plugin's message can be shown. Time is bounded by epoch interruption (a
+//! ticker thread advances the epoch every [`TICK`]) and memory by [`StoreLimits`].
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::cache::Cache;
+use super::model::{LanguageSettings, Plan, PlanRefusal, PlanRequest, PluginInfo};
+use super::v0_1;
+
+/// How often the epoch advances; plugin deadlines are counted in these ticks.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// Limits applied to every plugin call.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginLimits {
+    /// Linear memory a plugin may use (bytes).
+    pub memory: usize,
+    /// Wall-clock time one call may take.
+    pub timeout: Duration,
+    /// Plugin calls that may run at once (instances in the pool).
+    pub concurrency: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            memory: 128 << 20,
+            timeout: Duration::from_secs(1),
+            concurrency: 64,
+        }
+    }
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct LoadError {
+    pub file: String,
+    pub message: String,
+}
+
+/// Why a plan call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The plugin refused the input (the caller's fault: 422).
+    #[error("{0}")]
+    Refused(PlanRefusal),
+    /// The plugin misbehaved: trap, time or memory exhausted, invalid plan (500).
+    #[error("plugin `{plugin}` failed: {message}")]
+    Failed { plugin: String, message: String },
+}
+
+/// Per-store state: the empty WASI context and the store's limits.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl v0_1::types::Host for PluginState {}
+
+/// The engine, linker and shared limits. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: Option<Cache>,
+    limits: PluginLimits,
+    slots: Slots,
+    pooling: bool,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+/// A loaded plugin, ready to be called.
+pub struct Plugin {
+    pub info: PluginInfo,
+    pub path: PathBuf,
+    pub sha256: String,
+    /// The WIT interface version the plugin was built against.
+    pub interface: &'static str,
+    /// Whether its compiled code came from the disk cache.
+    pub from_cache: bool,
+    pre: v0_1::LanguagePluginPre<PluginState>,
+    runtime: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.info.name)
+            .field("version", &self.info.version)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine (with the pooling allocator when the machine allows it), the
+    /// linker and the epoch ticker. `cache_dir`: where compiled plugins are kept.
+    pub fn new(limits: PluginLimits, cache_dir: Option<PathBuf>) -> anyhow::Result<Arc<Self>> {
+        let (engine, pooling) = match Engine::new(&engine_config(&limits, true)) {
+            Ok(engine) => (engine, true),
+            Err(e) => {
+                tracing::warn!("pooling allocator unavailable ({e}); using on-demand allocation");
+                let engine = Engine::new(&engine_config(&limits, false))
+                    .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+                (engine, false)
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+        v0_1::LanguagePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link the plugin interface: {e}"))?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })?;
+        }
+        let cache = cache_dir.map(|dir| Cache::new(dir, &engine));
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            cache,
+            limits,
+            slots: Slots::new(limits.concurrency),
+            pooling,
+            stop_ticker,
+        }))
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The limits applied to every call.
+    pub fn limits(&self) -> PluginLimits {
+        self.limits
+    }
+
+    /// Loads a plugin file: checks it is a component of a supported interface version,
+    /// compiles it (or loads the cached compilation), links it, and asks it to describe
+    /// itself.
+    pub fn load(self: &Arc<Self>, path: &Path) -> Result<Plugin, LoadError> {
+        let file = path.display().to_string();
+        let fail = |message: String| LoadError {
+            file: file.clone(),
+            message,
+        };
+        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        check_header(&bytes).map_err(&fail)?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let (component, from_cache) = self.compile(&bytes, &sha256).map_err(&fail)?;
+        let interface = check_interface(&self.engine, &component).map_err(&fail)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            fail(format!(
+                "cannot be linked: {}. Plugins may import only WASI interfaces without filesystem, network or environment access (what wasm32-wasip2's std uses).",
+                error_text(&e)
+            ))
+        })?;
+        let pre = v0_1::LanguagePluginPre::new(pre).map_err(|e| {
+            fail(format!(
+                "does not implement the world `{}/language-plugin@{}`: {}. Export `describe` and `plan` as in wit/v0.1/language.wit (with the SDK: `export_plugin!`).",
+                v0_1::PACKAGE,
+                v0_1::VERSION,
+                error_text(&e)
+            ))
+        })?;
+        let mut plugin = Plugin {
+            info: PluginInfo {
+                name: String::new(),
+                version: String::new(),
+                languages: Vec::new(),
+            },
+            path: path.to_path_buf(),
+            sha256,
+            interface,
+            from_cache,
+            pre,
+            runtime: self.clone(),
+        };
+        plugin.info = plugin
+            .describe()
+            .map_err(|e| fail(format!("describe() failed: {e}")))?;
+        validate_info(&plugin.info).map_err(&fail)?;
+        Ok(plugin)
+    }
+
+    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, bool), String> {
+        if let Some(cache) = &self.cache {
+            if let Some(component) = cache.get(&self.engine, sha256) {
+                return Ok((component, true));
+            }
+        }
+        let component = Component::from_binary(&self.engine, bytes)
+            .map_err(|e| format!("not a valid WebAssembly component: {}", error_text(&e)))?;
+        if let Some(cache) = &self.cache {
+            cache.put(sha256, &component);
+        }
+        Ok((component, false))
+    }
+
+    fn store(&self) -> (Store<PluginState>, MemoryOutputPipe) {
+        let stderr = MemoryOutputPipe::new(4096);
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory)
+            .instances(32)
+            .tables(64)
+            .memories(16)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            PluginState {
+                wasi,
+                table: ResourceTable::new(),
+                limits,
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        let ticks = (self.limits.timeout.as_micros() / TICK.as_micros()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        (store, stderr)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(limits: &PluginLimits, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.parallel_compilation(true);
+    // Plugins are small: reserve only what they may use, so the pool stays modest.
+    config.memory_reservation(limits.memory as u64);
+    config.memory_guard_size(64 << 10);
+    config.memory_reservation_for_growth(0);
+    if pooling {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        let n = limits.concurrency as u32;
+        pool.total_component_instances(n)
+            .total_core_instances(n * 4)
+            .total_memories(n * 2)
+            .total_tables(n * 4)
+            .max_memory_size(limits.memory)
+            .max_memories_per_component(4)
+            .total_stacks(n);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Rejects files that are not components before asking the compiler, with a message
+/// that says what to do.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        return Err("not a WebAssembly file (no `\\0asm` header)".into());
+    }
+    if bytes[6..8] == [0, 0] {
+        return Err(
+            "is a core WebAssembly module, not a component: build it with `cargo build --target wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Finds which `sidecar:language` version the component was built against, from the
+/// names of its imports and exports, and refuses versions this host does not know.
+fn check_interface(engine: &Engine, component: &Component) -> Result<&'static str, String> {
+    let ty = component.component_type();
+    let names = ty
+        .imports(engine)
+        .map(|(n, _)| n.to_string())
+        .chain(ty.exports(engine).map(|(n, _)| n.to_string()));
+    for name in names {
+        if let Some(rest) = name.strip_prefix(&format!("{}/", v0_1::PACKAGE)) {
+            let version = rest.split_once('@').map(|(_, v)| v).unwrap_or("");
+            if version != v0_1::VERSION {
+                let (older, hint) = match version_cmp(version, v0_1::VERSION) {
+                    std::cmp::Ordering::Less => ("an older", "rebuild it against wit/v0.1"),
+                    _ => (
+                        "a newer",
+                        "upgrade the sidecar, or rebuild the plugin against wit/v0.1",
+                    ),
+                };
+                return Err(format!(
+                    "was built against {older} interface, {}@{version}; this host supports {}@{}: {hint}",
+                    v0_1::PACKAGE,
+                    v0_1::PACKAGE,
+                    v0_1::VERSION
+                ));
+            }
+        }
+    }
+    Ok(v0_1::VERSION)
+}
+
+fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let parse = |v: &str| {
+        v.split('.')
+            .map(|p| p.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
+    parse(a).cmp(&parse(b))
+}
+
+fn validate_info(info: &PluginInfo) -> Result<(), String> {
+    if info.name.is_empty() || !crate::config::languages::valid_code(&info.name) {
+        return Err(format!(
+            "describe() returned the plugin name `{}`: use 1-32 characters of a-z, 0-9, `_`, `-`",
+            info.name
+        ));
+    }
+    for l in &info.languages {
+        if !crate::config::languages::valid_code(&l.code) {
+            return Err(format!("describe() returned the language code `{}`: use 1-32 characters of a-z, 0-9, `_`, `-`, `+`, `.`", l.code));
+        }
+    }
+    Ok(())
+}
+
+/// Renders a wasmtime error with its causes on one line.
+fn error_text(e: &wasmtime::Error) -> String {
+    format!("{e:#}")
+}
+
+impl Plugin {
+    /// Asks the plugin to describe itself (done once at load).
+    pub fn describe(&self) -> Result<PluginInfo, String> {
+        let _slot = self.runtime.slots.acquire();
+        let (mut store, stderr) = self.runtime.store();
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|p| p.call_describe(&mut store));
+        match result {
+            Ok(info) => Ok(info.into()),
+            Err(e) => Err(self.explain(&e, &stderr)),
+        }
+    }
+
+    /// Asks the plugin for a plan. Blocking (tens of microseconds when well behaved,
+    /// at most the plugin timeout): call it from a blocking thread in async code.
+    pub fn plan(&self, config: &LanguageSettings, request: PlanRequest) -> Result<Plan, CallError> {
+        let _slot = self.runtime.slots.acquire();
+        let (mut store, stderr) = self.runtime.store();
+        let config: v0_1::types::LanguageConfig = config.into();
+        let request: v0_1::types::PlanRequest = request.into();
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|p| p.call_plan(&mut store, &config, &request));
+        let failed = |message: String| CallError::Failed {
+            plugin: self.info.name.clone(),
+            message,
+        };
+        match result {
+            Ok(Ok(plan)) => {
+                let plan: Plan = plan.into();
+                plan.validate()
+                    .map_err(|m| failed(format!("returned an invalid plan: {m}")))?;
+                Ok(plan)
+            }
+            Ok(Err(refusal)) => Err(CallError::Refused(refusal.into())),
+            Err(e) => Err(failed(self.explain(&e, &stderr))),
+        }
+    }
+
+    fn explain(&self, e: &wasmtime::Error, stderr: &MemoryOutputPipe) -> String {
+        let limits = self.runtime.limits;
+        let mut message = match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => format!("ran past its time limit of {:?}", limits.timeout),
+            _ if format!("{e:?}").contains("forcing trap when growing memory") => {
+                format!("ran past its memory limit of {} MiB", limits.memory >> 20)
+            }
+            Some(trap) => format!("trapped: {trap}"),
+            None => error_text(e),
+        };
+        let output = stderr.contents();
+        let output = String::from_utf8_lossy(&output);
+        let output = output.trim();
+        if !output.is_empty() {
+            message.push_str(&format!(" (plugin stderr: {output})"));
+        }
+        message
+    }
+}
+
+/// A counting semaphore for blocking threads: at most `n` plugin instances at once, so
+/// the instance pool is never exhausted.
+struct Slots {
+    free: Mutex<usize>,
+    cond: Condvar,
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        Slots {
+            free: Mutex::new(n.max(1)),
+            cond: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.cond.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.cond.notify_one();
+    }
+}

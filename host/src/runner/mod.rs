@@ -1,0 +1,584 @@
+//! Running code: ask the language's plugin for a plan, then carry it out with the
+//! executor: a private scratch dir, the plan's files, the compile commands in order,
+//! the run command in the work dir, and the outcome with the files that changed.
+//!
+//! Used by /execute, /bash (a single command, no plan) and `sidecar run`.
+
+pub mod cli;
+pub mod snapshot;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::ExecArgs;
+use crate::exec::limiter::Limiter;
+use crate::exec::process::{self, ProcessOutcome, ProcessSpec};
+use crate::exec::sandbox::Sandbox;
+use crate::plugins::model::FileLocation;
+use crate::plugins::{CallError, Language, PlanCommand, PlanRequest, DEFAULT_PATH};
+use snapshot::{ChangedFile, Snapshot};
+
+pub use crate::exec::output::OutputChunk;
+
+/// Outcome of a whole execution.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    CompileError,
+    RuntimeError,
+    Timeout,
+    MemoryLimit,
+    Signal,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::CompileError => "compile_error",
+            Status::RuntimeError => "runtime_error",
+            Status::Timeout => "timeout",
+            Status::MemoryLimit => "memory_limit",
+            Status::Signal => "signal",
+        }
+    }
+}
+
+/// One stage (compile or run) as reported to clients.
+#[derive(Debug, Clone, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Stage {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    #[serde(skip)]
+    pub oom_killed: bool,
+}
+
+impl Stage {
+    fn from_outcome(o: ProcessOutcome) -> Stage {
+        Stage {
+            stdout: o.stdout,
+            stderr: o.stderr,
+            exit_code: o.exit_code,
+            signal: o.signal.map(signal_name),
+            timed_out: o.timed_out,
+            duration_ms: o.duration.as_millis() as u64,
+            stdout_truncated: o.stdout_truncated,
+            stderr_truncated: o.stderr_truncated,
+            oom_killed: o.oom_killed,
+        }
+    }
+
+    /// Appends a later compile command's stage to this one.
+    fn append(&mut self, next: Stage) {
+        self.stdout.push_str(&next.stdout);
+        self.stderr.push_str(&next.stderr);
+        self.exit_code = next.exit_code;
+        self.signal = next.signal;
+        self.timed_out |= next.timed_out;
+        self.duration_ms += next.duration_ms;
+        self.stdout_truncated |= next.stdout_truncated;
+        self.stderr_truncated |= next.stderr_truncated;
+        self.oom_killed |= next.oom_killed;
+    }
+
+    fn succeeded(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out && !self.oom_killed
+    }
+
+    fn status(&self) -> Status {
+        if self.timed_out {
+            Status::Timeout
+        } else if self.oom_killed {
+            Status::MemoryLimit
+        } else if self.signal.is_some() {
+            Status::Signal
+        } else if self.exit_code == Some(0) {
+            Status::Ok
+        } else {
+            Status::RuntimeError
+        }
+    }
+}
+
+/// Names a signal the way clients expect (`SIGKILL`).
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        other => return format!("SIG{other}"),
+    };
+    name.to_string()
+}
+
+/// What the caller asked to run.
+#[derive(Debug, Default)]
+pub struct ExecuteRequest {
+    pub code: String,
+    /// Files already written into the work dir by the caller's request.
+    pub files: Vec<(String, Vec<u8>)>,
+    pub stdin: Option<Vec<u8>>,
+    pub args: Vec<String>,
+    /// Requested run timeout in seconds (before clamping and the multiplier).
+    pub timeout: Option<f64>,
+    /// The program's current directory.
+    pub work_dir: PathBuf,
+}
+
+/// The result of an execution that could be run.
+#[derive(Debug, Serialize)]
+pub struct ExecuteOutcome {
+    pub status: Status,
+    pub compile: Option<Stage>,
+    pub run: Option<Stage>,
+    pub files: Vec<ChangedFile>,
+    #[serde(skip)]
+    pub plan_duration: Duration,
+}
+
+/// Why an execution could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error("too many executions in progress; retry shortly")]
+    Busy,
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    PluginFailed(String),
+    #[error("the toolchain is not installed: `{0}` was not found")]
+    MissingProgram(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Runs plans and commands with the sandbox and limits of the server.
+pub struct Executor {
+    pub sandbox: Arc<Sandbox>,
+    pub limiter: Limiter,
+    pub settings: ExecArgs,
+    next_id: AtomicU64,
+}
+
+impl Executor {
+    pub fn new(settings: ExecArgs, sandbox: Arc<Sandbox>) -> Self {
+        let slots = settings.max_concurrent.unwrap_or_else(|| {
+            2 * std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        Executor {
+            sandbox,
+            limiter: Limiter::new(slots, settings.max_queue),
+            settings,
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// The run timeout for a request: requested (or the default), clamped to the
+    /// maximum, times the language's multiplier.
+    pub fn run_timeout(&self, requested: Option<f64>, multiplier: f64) -> Duration {
+        let max = self.settings.max_timeout as f64;
+        let secs = match requested {
+            Some(t) if t > 0.0 && t.is_finite() => t.min(max),
+            _ => (self.settings.default_timeout as f64).min(max),
+        };
+        Duration::from_secs_f64(secs * multiplier)
+    }
+
+    fn spec(
+        &self,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        cwd: PathBuf,
+        timeout: Duration,
+        memory_multiplier: f64,
+        uid: u32,
+        network: bool,
+    ) -> ProcessSpec {
+        let memory = (self.settings.memory_mb as f64 * memory_multiplier) as u64 * (1 << 20);
+        ProcessSpec {
+            argv,
+            env,
+            cwd,
+            stdin: None,
+            timeout,
+            cpu_time: Some(timeout + Duration::from_secs(1)),
+            memory_limit: Some(memory),
+            use_rlimit_as: false,
+            uid_gid: self.run_as(uid),
+            network,
+            output_cap: self.settings.output_cap,
+            pids_limit: Some(self.settings.max_processes),
+            file_size_limit: Some(self.settings.max_file_mb << 20),
+            open_files_limit: Some(1024),
+        }
+    }
+
+    /// The uid/gid user code runs as: the language's when the sidecar is root.
+    fn run_as(&self, uid: u32) -> Option<(u32, u32)> {
+        (self.sandbox.run_as().is_some() && uid != 0).then_some((uid, uid))
+    }
+
+    /// Makes the private scratch dir of one execution.
+    fn scratch(&self, uid: u32) -> Result<ScratchDir, ExecuteError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .settings
+            .scratch_dir
+            .join(format!("exec-{}-{id}", std::process::id()));
+        let made = (|| -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.settings.scratch_dir)?;
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir(&path)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+            if let Some((uid, gid)) = self.run_as(uid) {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+            }
+            Ok(())
+        })();
+        made.map_err(|e| {
+            ExecuteError::Internal(format!(
+                "cannot create a scratch dir under {}: {e}",
+                self.settings.scratch_dir.display()
+            ))
+        })?;
+        Ok(ScratchDir(path))
+    }
+
+    /// Lets the language's uid write in the work dir (the directory itself; files the
+    /// caller wrote through the API stay readable).
+    fn open_work_dir(&self, dir: &Path, uid: u32) {
+        if let Some((uid, gid)) = self.run_as(uid) {
+            use std::os::unix::fs::MetadataExt;
+            if std::fs::metadata(dir)
+                .map(|m| m.uid() != uid)
+                .unwrap_or(false)
+            {
+                let _ = std::os::unix::fs::chown(dir, Some(uid), Some(gid));
+            }
+        }
+    }
+
+    /// Runs code in a language: plan, files, compile, run.
+    pub async fn execute(
+        &self,
+        language: &Arc<Language>,
+        req: ExecuteRequest,
+    ) -> Result<ExecuteOutcome, ExecuteError> {
+        let _permit = self
+            .limiter
+            .acquire()
+            .await
+            .map_err(|_| ExecuteError::Busy)?;
+        let settings = &language.settings;
+        let scratch = self.scratch(settings.user_id)?;
+        let scratch_str = scratch.0.to_string_lossy().into_owned();
+        let work_str = req.work_dir.to_string_lossy().into_owned();
+        self.open_work_dir(&req.work_dir, settings.user_id);
+
+        // 1. The plan, from the plugin, on a blocking thread.
+        let plan_started = Instant::now();
+        let plan_request = PlanRequest {
+            code: req.code,
+            files: req.files,
+            args: req.args,
+            has_stdin: req.stdin.is_some(),
+            work_dir: work_str.clone(),
+            scratch_dir: scratch_str.clone(),
+        };
+        let lang = language.clone();
+        let plan =
+            tokio::task::spawn_blocking(move || lang.plugin.plan(&lang.settings, plan_request))
+                .await
+                .map_err(|e| ExecuteError::Internal(format!("plugin call panicked: {e}")))?
+                .map_err(|e| match e {
+                    CallError::Refused(r) => ExecuteError::Rejected(format!(
+                        "{} plugin `{}` rejected the code: {r}",
+                        settings.name, language.plugin.info.name
+                    )),
+                    failed @ CallError::Failed { .. } => {
+                        ExecuteError::PluginFailed(failed.to_string())
+                    }
+                })?;
+        let plan_duration = plan_started.elapsed();
+
+        // 2. The plan's files.
+        let mut own_files = Vec::new();
+        for f in &plan.files {
+            let (base, is_work) = match f.location {
+                FileLocation::Scratch => (&scratch.0, false),
+                FileLocation::WorkDir => (&req.work_dir, true),
+            };
+            write_plan_file(
+                base,
+                &f.path,
+                &f.content,
+                f.executable,
+                self.run_as(settings.user_id),
+            )
+            .map_err(|e| {
+                ExecuteError::Internal(format!("cannot write the plan's file {}: {e}", f.path))
+            })?;
+            if is_work {
+                own_files.push(f.path.clone());
+            }
+        }
+        let before = Snapshot::take(&req.work_dir);
+
+        // 3. The environment every command shares.
+        let base_env = self.base_env(settings, &scratch_str, &work_str);
+        let env_for = |cmd: &PlanCommand| {
+            let mut env = base_env.clone();
+            for (k, v) in &cmd.env {
+                upsert(&mut env, k, v);
+            }
+            env
+        };
+
+        // 4. Compile.
+        let mut compile: Option<Stage> = None;
+        for cmd in &plan.compile {
+            let cwd = cmd
+                .cwd
+                .as_ref()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| scratch.0.clone());
+            let spec = self.spec(
+                cmd.argv.clone(),
+                env_for(cmd),
+                cwd,
+                Duration::from_secs(self.settings.compile_timeout),
+                settings.memory_multiplier.max(1.0) * 2.0,
+                settings.user_id,
+                false,
+            );
+            let stage = Stage::from_outcome(run_process(&self.sandbox, spec, None).await?);
+            let ok = stage.succeeded();
+            match &mut compile {
+                Some(c) => c.append(stage),
+                None => compile = Some(stage),
+            }
+            if !ok {
+                let c = compile.unwrap();
+                let status = match c.status() {
+                    Status::Timeout => Status::Timeout,
+                    Status::MemoryLimit => Status::MemoryLimit,
+                    _ => Status::CompileError,
+                };
+                let files = before.changes(&Snapshot::take(&req.work_dir), &own_files);
+                return Ok(ExecuteOutcome {
+                    status,
+                    compile: Some(c),
+                    run: None,
+                    files,
+                    plan_duration,
+                });
+            }
+        }
+
+        // 5. Run.
+        let cmd = &plan.run;
+        let cwd = cmd
+            .cwd
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| req.work_dir.clone());
+        let mut spec = self.spec(
+            cmd.argv.clone(),
+            env_for(cmd),
+            cwd,
+            self.run_timeout(req.timeout, settings.timeout_multiplier),
+            settings.memory_multiplier,
+            settings.user_id,
+            settings.network,
+        );
+        spec.stdin = req.stdin;
+        let run = Stage::from_outcome(run_process(&self.sandbox, spec, None).await?);
+        let files = before.changes(&Snapshot::take(&req.work_dir), &own_files);
+        Ok(ExecuteOutcome {
+            status: run.status(),
+            compile,
+            run: Some(run),
+            files,
+            plan_duration,
+        })
+    }
+
+    /// PATH, HOME, TMPDIR and LANG, then the language's environment (with `{tmpdir}`
+    /// and `{workdir}` substituted).
+    fn base_env(
+        &self,
+        settings: &crate::plugins::LanguageSettings,
+        scratch: &str,
+        work: &str,
+    ) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("PATH".to_string(), DEFAULT_PATH.to_string()),
+            ("HOME".to_string(), scratch.to_string()),
+            ("TMPDIR".to_string(), scratch.to_string()),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+        ];
+        for (k, v) in &settings.environment {
+            upsert(
+                &mut env,
+                k,
+                &v.replace("{tmpdir}", scratch).replace("{workdir}", work),
+            );
+        }
+        env
+    }
+
+    /// Runs a shell command for /bash: `/bin/sh -c` in `dir`, with the same sandbox,
+    /// streaming output to `sink`.
+    pub async fn shell(
+        &self,
+        command: String,
+        dir: &Path,
+        timeout: Duration,
+        uid: u32,
+        network: bool,
+        sink: tokio::sync::mpsc::Sender<OutputChunk>,
+    ) -> Result<ProcessOutcome, ExecuteError> {
+        let _permit = self
+            .limiter
+            .acquire()
+            .await
+            .map_err(|_| ExecuteError::Busy)?;
+        let scratch = self.scratch(uid)?;
+        self.open_work_dir(dir, uid);
+        let scratch_str = scratch.0.to_string_lossy().into_owned();
+        let env = vec![
+            ("PATH".to_string(), DEFAULT_PATH.to_string()),
+            ("HOME".to_string(), scratch_str.clone()),
+            ("TMPDIR".to_string(), scratch_str),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+            ("PWD".to_string(), dir.to_string_lossy().into_owned()),
+        ];
+        let spec = self.spec(
+            vec!["/bin/sh".into(), "-c".into(), command],
+            env,
+            dir.to_path_buf(),
+            timeout,
+            1.0,
+            uid,
+            network,
+        );
+        run_process(&self.sandbox, spec, Some(sink)).await
+    }
+}
+
+async fn run_process(
+    sandbox: &Sandbox,
+    spec: ProcessSpec,
+    sink: Option<tokio::sync::mpsc::Sender<OutputChunk>>,
+) -> Result<ProcessOutcome, ExecuteError> {
+    process::run(sandbox, spec, sink)
+        .await
+        .map_err(|e| match e {
+            crate::exec::ExecError::NotFound(program) => ExecuteError::MissingProgram(program),
+            other => ExecuteError::Internal(other.to_string()),
+        })
+}
+
+fn upsert(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    match env.iter_mut().find(|(k, _)| k == key) {
+        Some(pair) => pair.1 = value.to_string(),
+        None => env.push((key.to_string(), value.to_string())),
+    }
+}
+
+/// Writes one file of a plan under `base` (a directory the host controls or the
+/// confined work dir); the path was validated as relative without `..`, and no
+/// component may be a symlink.
+fn write_plan_file(
+    base: &Path,
+    rel: &str,
+    content: &[u8],
+    executable: bool,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = base.join(rel);
+    let mut dir = base.to_path_buf();
+    let parts: Vec<_> = Path::new(rel).components().collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a directory",
+                    dir.display()
+                )))
+            }
+            Err(_) => {
+                std::fs::create_dir(&dir)?;
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(if executable { 0o755 } else { 0o644 })
+        .open(&path)?;
+    file.write_all(content)?;
+    if executable {
+        file.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+    }
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+/// A scratch dir, removed (in the background) when dropped.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let path = std::mem::take(&mut self.0);
+        let remove = move || {
+            let _ = std::fs::remove_dir_all(&path);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(remove);
+            }
+            Err(_) => remove(),
+        }
+    }
+}
