@@ -35,6 +35,19 @@ pub enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Ask a running sidecar for GET /health over its socket; exit 0 when healthy
+    /// (for container HEALTHCHECKs).
+    Healthcheck {
+        #[arg(
+            long = "socket",
+            env = "SOCKET_PATH",
+            default_value = "/var/run/sidecar/sidecar.sock"
+        )]
+        socket_path: PathBuf,
+        /// The endpoint to ask: /health (liveness) or /ready (readiness).
+        #[arg(long, default_value = "/health")]
+        path: String,
+    },
 }
 
 /// Where plugins, `languages.toml` and the compile cache are.
@@ -109,9 +122,14 @@ pub struct ServeArgs {
         default_value = "/var/run/sidecar/sidecar.sock"
     )]
     pub socket_path: PathBuf,
-    /// Mode of the socket file, in octal.
+    /// Mode of the socket file, in octal. Keep it closed to others: user code runs
+    /// in the same container (as uid 65532) and must not reach the API.
     #[arg(long, env = "SIDECAR_SOCKET_MODE", default_value = "660", value_parser = parse_mode)]
     pub socket_mode: u32,
+    /// Group of the socket file (a gid the agent container has), so the agent can
+    /// connect with mode 660 while user code cannot.
+    #[arg(long, env = "SIDECAR_SOCKET_GID")]
+    pub socket_gid: Option<u32>,
     /// Also listen on this TCP address (e.g. 127.0.0.1:8080). Off by default.
     #[arg(long = "tcp", env = "TCP_ADDR")]
     pub tcp_addr: Option<std::net::SocketAddr>,
@@ -178,6 +196,38 @@ pub struct ExecArgs {
     /// Where per-execution scratch directories are made.
     #[arg(long, env = "SIDECAR_SCRATCH_DIR", default_value = "/tmp/sidecar")]
     pub scratch_dir: PathBuf,
+    /// The uid /bash commands run as when the sidecar runs as root.
+    #[arg(long, env = "SIDECAR_BASH_USER_ID", default_value_t = crate::plugins::DEFAULT_USER_ID)]
+    pub bash_user_id: u32,
+    /// Let /bash commands use the network (off: they join the empty network namespace).
+    #[arg(long, env = "SIDECAR_BASH_NETWORK", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub bash_network: bool,
+    /// Do not use per-execution cgroups (memory and process limits, kill-all).
+    #[arg(long, env = "SIDECAR_NO_CGROUPS", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub no_cgroups: bool,
+    /// Do not cut executions off the network, whatever the language says.
+    #[arg(long, env = "SIDECAR_NO_NETWORK_ISOLATION", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub no_network_isolation: bool,
+    /// Run user code as root even when the sidecar is root (not recommended).
+    #[arg(long, env = "SIDECAR_NO_UID_DROP", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub no_uid_drop: bool,
+}
+
+impl ExecArgs {
+    /// What the sandbox should try to use.
+    pub fn sandbox_settings(&self) -> crate::exec::SandboxSettings {
+        let defaults = crate::exec::SandboxSettings::default();
+        crate::exec::SandboxSettings {
+            cgroups: !self.no_cgroups,
+            network_isolation: !self.no_network_isolation,
+            run_as: if self.no_uid_drop {
+                None
+            } else {
+                defaults.run_as
+            },
+            ..defaults
+        }
+    }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -403,4 +453,22 @@ pub fn plugin_new(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> any
         dir.display()
     );
     Ok(0)
+}
+
+pub fn healthcheck(socket: &std::path::Path, path: &str) -> anyhow::Result<i32> {
+    if !path.starts_with('/') || path.contains(char::is_whitespace) {
+        anyhow::bail!("--path must be an absolute URL path such as /health");
+    }
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let healthy = response.starts_with("HTTP/1.1 200");
+    println!("{}", response.lines().next().unwrap_or(""));
+    Ok(if healthy { 0 } else { 1 })
 }

@@ -18,6 +18,7 @@ fn main() {
         Command::Plugin(PluginCommand::Check { file, cache_dir }) => {
             cli::plugin_check(file, cache_dir)
         }
+        Command::Healthcheck { socket_path, path } => cli::healthcheck(&socket_path, &path),
         Command::Plugin(PluginCommand::New { name, dir, sdk }) => cli::plugin_new(&name, dir, sdk),
     };
     match result {

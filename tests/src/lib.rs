@@ -377,3 +377,282 @@ pub fn wait_no_processes(marker: &str, within: Duration) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for tests of start-up, sockets, TCP and streaming (appended).
+
+/// A fresh directory for [`Sidecar::start_in`] / [`serve_command`].
+pub fn test_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sidecar-test-")
+        .tempdir()
+        .unwrap()
+}
+
+/// The `sidecar serve` command the harness runs, set up in `dir` exactly as
+/// [`Sidecar::start_with`] does (socket `dir/run/sidecar.sock`, workspace
+/// `dir/workspace`, log `dir/stderr.log`), but not started: for tests of start-up
+/// failures.
+pub fn serve_command(dir: &Path, opts: &Options) -> Command {
+    let workspace = dir.join("workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    let mut cmd = Command::new(binary());
+    cmd.arg("serve")
+        .args(&opts.args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SOCKET_PATH", dir.join("run/sidecar.sock"))
+        .env("WORKSPACE_ROOT", &workspace)
+        .env(
+            "SIDECAR_PLUGINS_DIR",
+            opts.plugins_dir.clone().unwrap_or_else(plugins_dir),
+        )
+        .env(
+            "SIDECAR_LANGUAGES",
+            opts.languages
+                .clone()
+                .unwrap_or_else(|| repo().join("languages.toml")),
+        )
+        .env("SIDECAR_CACHE_DIR", shared_cache())
+        .env("SIDECAR_SCRATCH_DIR", dir.join("scratch"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+    for (k, v) in &opts.env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs `cmd` (from [`serve_command`]) expecting it to exit by itself within
+/// `within`; returns its status, or `None` if it was still running (then killed).
+pub fn run_until_exit(mut cmd: Command, within: Duration) -> Option<std::process::ExitStatus> {
+    let mut child = cmd.spawn().expect("start the sidecar binary");
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Sidecar {
+    /// Like [`Sidecar::start_with`], in a directory the test prepared first (for
+    /// example a stale socket at `dir/run/sidecar.sock`).
+    pub fn start_in(dir: tempfile::TempDir, opts: Options) -> Sidecar {
+        let child = serve_command(dir.path(), &opts)
+            .spawn()
+            .expect("start the sidecar binary (run `make build` first)");
+        let socket = dir.path().join("run/sidecar.sock");
+        let workspace = dir.path().join("workspace");
+        let stderr_log = dir.path().join("stderr.log");
+        let mut sidecar = Sidecar {
+            child,
+            dir,
+            socket,
+            workspace,
+            stderr_log,
+        };
+        sidecar.wait_ready();
+        sidecar
+    }
+}
+
+/// Parses NDJSON text into values.
+pub fn ndjson(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line ({e}): {l}")))
+        .collect()
+}
+
+/// A number unique to this process and call, to make commands recognisable by
+/// [`processes_with`] (e.g. `sleep 30.<marker>`): digits only.
+pub fn unique_marker() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 1000);
+    format!("{}{:03}{:03}", std::process::id(), n % 1000, nanos)
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ---- Helpers for the /execute tests and benchmarks -------------------------------------
+
+impl Sidecar {
+    /// The sidecar's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// POST /execute, asserting a 200 answer; returns the response body.
+    pub fn execute(&self, body: &Value) -> Value {
+        let (status, v) = self.post("/execute", body);
+        assert_eq!(status, 200, "/execute {body}: {v}");
+        v
+    }
+}
+
+/// Runs `f` and measures how long it took.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let started = Instant::now();
+    let value = f();
+    (value, started.elapsed())
+}
+
+/// A marker unique to this test process and call, for `processes_with`.
+pub fn unique_marker(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}x{n}", std::process::id())
+}
+
+/// A `multipart/form-data` body of `(field, file name, content)` parts (no file name: a
+/// plain field). Returns the content type (with its boundary) and the body.
+pub fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "sidecar-test-boundary-7d3f9a";
+    let mut body = Vec::new();
+    for (field, file_name, content) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match file_name {
+            Some(name) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{field}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`VmHWM`, `VmRSS`...).
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// Runs the `sidecar` binary with `args` (not `serve`) and a clean environment: `PATH`,
+/// the shared compile cache, then `env`. Returns its output.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SIDECAR_CACHE_DIR", shared_cache())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output()
+        .expect("run the sidecar binary (run `make build` first)")
+}
+
+/// Calls `f` every 20 ms until it returns `Some`, for at most `within`.
+pub fn wait_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `wasm` (a module or a component) with a custom section appended: the same code with
+/// other bytes (so another sha256), e.g. to tell two copies of a plugin apart.
+pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut content = Vec::new();
+    leb(name.len(), &mut content);
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(payload);
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    leb(content.len(), &mut out);
+    out.extend_from_slice(&content);
+    out
+}
+
+/// Writes `bytes` to `dir/name` atomically: a hidden temporary file, then a rename.
+pub fn write_renamed(dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+impl Sidecar {
+    /// POSTs JSON, asserts the success envelope (200, exactly `{"ok": true, "result":
+    /// …}`) and returns `result`.
+    pub fn ok(&self, path: &str, body: &Value) -> Value {
+        let (status, v) = self.post(path, body);
+        assert_eq!(status, 200, "POST {path} {body}: {v}");
+        assert_eq!(v["ok"], true, "POST {path} {body}: {v}");
+        let keys: Vec<&String> = v.as_object().expect("an object").keys().collect();
+        assert_eq!(keys.len(), 2, "envelope is exactly {{ok, result}}: {v}");
+        v["result"].clone()
+    }
+
+    /// POSTs JSON, asserts the error envelope (exactly `{"ok": false, "error":
+    /// "<non-empty>"}`) and returns the status and the message.
+    pub fn fails(&self, path: &str, body: &Value) -> (u16, String) {
+        let (status, v) = self.post(path, body);
+        assert_error_envelope(&v);
+        (status, v["error"].as_str().unwrap().to_string())
+    }
+}
+
+/// Asserts that `v` is exactly `{"ok": false, "error": "<non-empty string>"}`.
+pub fn assert_error_envelope(v: &Value) {
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"));
+    assert_eq!(obj.len(), 2, "envelope is exactly {{ok, error}}: {v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| !e.trim().is_empty()),
+        "error is a non-empty string: {v}"
+    );
+}

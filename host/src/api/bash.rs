@@ -20,13 +20,13 @@ use tokio::sync::mpsc;
 use super::json::JsonBody;
 use super::tools::session_and_request;
 use super::{ApiError, SharedState};
-use crate::plugins::DEFAULT_USER_ID;
 use crate::runner::{signal_name, ExecuteError};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BashRequest {
-    command: String,
+    #[serde(default)]
+    command: Option<String>,
     timeout_seconds: Option<f64>,
 }
 
@@ -43,9 +43,11 @@ pub async fn bash(
             .await
             .map_err(|e| ApiError::internal(e.to_string()))??
     };
-    if req.command.trim().is_empty() {
-        return Err(ApiError::bad_request("`command` must not be empty"));
-    }
+    // The original's words for a missing, null or blank field.
+    let command = match req.command {
+        Some(c) if !c.trim().is_empty() => c,
+        _ => return Err(ApiError::bad_request("Missing or invalid command")),
+    };
     let max = state.settings.exec.max_timeout as f64;
     let timeout = match req.timeout_seconds {
         Some(t) if t > 0.0 && t.is_finite() => t.min(max),
@@ -63,11 +65,11 @@ pub async fn bash(
     let task = tokio::spawn(async move {
         let (chunk_tx, mut chunk_rx) = mpsc::channel(64);
         let exec = state.executor.shell(
-            req.command,
+            command,
             &dir,
             Duration::from_secs_f64(timeout),
-            DEFAULT_USER_ID,
-            false,
+            state.settings.exec.bash_user_id,
+            state.settings.exec.bash_network,
             chunk_tx,
         );
         tokio::pin!(exec);

@@ -79,16 +79,7 @@ pub async fn execute(
     };
     let (language, request) = prepared;
     let code = language.settings.code.clone();
-    let result = {
-        state
-            .metrics
-            .queued_executions
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let guard = Gauge(&state.metrics.queued_executions);
-        let r = state.executor.execute(&language, request).await;
-        drop(guard);
-        r
-    };
+    let result = state.executor.execute(&language, request).await;
     let tag = LanguageTag(code.clone());
     let outcome = match result {
         Ok(o) => o,
@@ -205,13 +196,4 @@ fn prepare(
             work_dir,
         },
     ))
-}
-
-/// Decrements a gauge when dropped (also when the request is cancelled).
-struct Gauge<'a>(&'a std::sync::atomic::AtomicI64);
-
-impl Drop for Gauge<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }

@@ -122,7 +122,10 @@ pub async fn metrics(State(state): State<SharedState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics.render(
+            state.executor.limiter.running(),
+            state.executor.limiter.queued(),
+        ),
     )
         .into_response()
 }

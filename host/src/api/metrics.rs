@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -41,8 +40,6 @@ pub struct Metrics {
     executions: Mutex<BTreeMap<Labels, Histogram>>,
     plugin_calls: Mutex<BTreeMap<Labels, Histogram>>,
     reloads: Mutex<BTreeMap<Labels, u64>>,
-    pub active_executions: AtomicI64,
-    pub queued_executions: AtomicI64,
 }
 
 impl Metrics {
@@ -81,8 +78,8 @@ impl Metrics {
         *lock(&self.reloads).entry(labels).or_default() += 1;
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> String {
+    /// The text exposition format; `active` and `queued` are the executor's gauges.
+    pub fn render(&self, active: usize, queued: usize) -> String {
         let mut out = String::new();
         counter(
             &mut out,
@@ -106,13 +103,13 @@ impl Metrics {
             &mut out,
             "sidecar_active_executions",
             "Executions running now.",
-            self.active_executions.load(Ordering::Relaxed),
+            active as i64,
         );
         gauge(
             &mut out,
             "sidecar_queued_executions",
             "Executions waiting for a slot.",
-            self.queued_executions.load(Ordering::Relaxed),
+            queued as i64,
         );
         counter(
             &mut out,
@@ -195,7 +192,7 @@ mod tests {
         m.request("/read", 200);
         m.request("/read", 200);
         m.execution("py", "ok", Duration::from_millis(30));
-        let text = m.render();
+        let text = m.render(1, 0);
         assert!(
             text.contains("sidecar_requests_total{endpoint=\"/read\",status=\"200\"} 2"),
             "{text}"

@@ -41,7 +41,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for e in &registry.language_errors {
         tracing::error!("{}", e.error);
     }
-    let sandbox = Arc::new(Sandbox::detect(crate::exec::SandboxSettings::default()));
+    let sandbox = Arc::new(Sandbox::detect(args.exec.sandbox_settings()));
     for p in sandbox.report() {
         if p.active {
             tracing::info!(protection = %p.name, "protection active: {}", p.detail);
@@ -77,7 +77,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::api::reload::spawn(state.clone());
 
     let app = router(state.clone());
-    let unix = bind_unix(&args.socket_path, args.socket_mode)?;
+    let unix = bind_unix(&args.socket_path, args.socket_mode, args.socket_gid)?;
     let _socket_guard = SocketGuard(args.socket_path.clone());
     tracing::info!(socket = %args.socket_path.display(), "listening on unix socket");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -137,7 +137,7 @@ async fn shutdown_signal() {
 
 /// Binds the socket: creates its directory, replaces a stale socket (one nobody
 /// answers on), refuses a path that is something else or a live socket, sets the mode.
-fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
+fn bind_unix(path: &Path, mode: u32, gid: Option<u32>) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             anyhow::anyhow!("cannot create the socket directory {}: {e}", dir.display())
@@ -161,6 +161,10 @@ fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
     let listener = UnixListener::bind(path)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(|e| anyhow::anyhow!("cannot give {} to group {gid}: {e}", path.display()))?;
+    }
     Ok(listener)
 }
 

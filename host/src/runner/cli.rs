@@ -33,7 +33,7 @@ pub fn cli_run(args: RunArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     let outcome = runtime.block_on(async {
-        let sandbox = Arc::new(Sandbox::detect(crate::exec::SandboxSettings::default()));
+        let sandbox = Arc::new(Sandbox::detect(args.exec.sandbox_settings()));
         let executor = Executor::new(args.exec.clone(), sandbox);
         executor
             .execute(

@@ -178,6 +178,13 @@ pub enum ExecuteError {
     Internal(String),
 }
 
+/// Whose limits a process gets: the language's memory factor, uid and network.
+struct Who {
+    memory_multiplier: f64,
+    uid: u32,
+    network: bool,
+}
+
 /// Runs plans and commands with the sandbox and limits of the server.
 pub struct Executor {
     pub sandbox: Arc<Sandbox>,
@@ -218,10 +225,13 @@ impl Executor {
         env: Vec<(String, String)>,
         cwd: PathBuf,
         timeout: Duration,
-        memory_multiplier: f64,
-        uid: u32,
-        network: bool,
+        who: Who,
     ) -> ProcessSpec {
+        let Who {
+            memory_multiplier,
+            uid,
+            network,
+        } = who;
         let memory = (self.settings.memory_mb as f64 * memory_multiplier) as u64 * (1 << 20);
         ProcessSpec {
             argv,
@@ -376,9 +386,11 @@ impl Executor {
                 env_for(cmd),
                 cwd,
                 Duration::from_secs(self.settings.compile_timeout),
-                settings.memory_multiplier.max(1.0) * 2.0,
-                settings.user_id,
-                false,
+                Who {
+                    memory_multiplier: settings.memory_multiplier.max(1.0) * 2.0,
+                    uid: settings.user_id,
+                    network: false,
+                },
             );
             let stage = Stage::from_outcome(run_process(&self.sandbox, spec, None).await?);
             let ok = stage.succeeded();
@@ -416,9 +428,11 @@ impl Executor {
             env_for(cmd),
             cwd,
             self.run_timeout(req.timeout, settings.timeout_multiplier),
-            settings.memory_multiplier,
-            settings.user_id,
-            settings.network,
+            Who {
+                memory_multiplier: settings.memory_multiplier,
+                uid: settings.user_id,
+                network: settings.network,
+            },
         );
         spec.stdin = req.stdin;
         let run = Stage::from_outcome(run_process(&self.sandbox, spec, None).await?);
@@ -487,9 +501,11 @@ impl Executor {
             env,
             dir.to_path_buf(),
             timeout,
-            1.0,
-            uid,
-            network,
+            Who {
+                memory_multiplier: 1.0,
+                uid,
+                network,
+            },
         );
         run_process(&self.sandbox, spec, Some(sink)).await
     }

@@ -9,20 +9,6 @@ use std::time::Instant;
 use super::{find, grep};
 use crate::workspace::Workspace;
 
-#[allow(dead_code)]
-fn time<T>(label: &str, runs: usize, mut f: impl FnMut() -> T) -> T {
-    let mut best = f64::MAX;
-    let mut out = None;
-    for _ in 0..runs {
-        let t = Instant::now();
-        let v = f();
-        best = best.min(t.elapsed().as_secs_f64() * 1000.0);
-        out = Some(v);
-    }
-    println!("{label}: best of {runs}: {best:.1} ms");
-    out.unwrap()
-}
-
 fn ms(f: &mut dyn FnMut()) -> f64 {
     let t = Instant::now();
     f();
@@ -44,7 +30,11 @@ fn versus(label: &str, runs: usize, ours: &mut dyn FnMut(), cmd: &[&str], dir: &
         a = a.min(ms(ours));
         b = b.min(ms(&mut reference));
     }
-    println!("{label}: ours {a:.1} ms, {} {b:.1} ms, ratio {:.2}", cmd[0], a / b);
+    println!(
+        "{label}: ours {a:.1} ms, {} {b:.1} ms, ratio {:.2}",
+        cmd[0],
+        a / b
+    );
 }
 
 #[test]
@@ -66,7 +56,12 @@ fn find_and_grep_timings() {
     let v = find::run(&s, find_req()).unwrap();
     println!("find files: {}", v["files"].as_array().unwrap().len());
     if let Ok(out) = std::env::var("SIDECAR_BENCH_DUMP") {
-        let list: Vec<&str> = v["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+        let list: Vec<&str> = v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
         std::fs::write(out, list.join("\n")).unwrap();
     }
     versus(
@@ -84,6 +79,8 @@ fn find_and_grep_timings() {
         ("unsafe impl", 1_000_000_000),
         ("zzqqxx_nothing", 100),
         (r"\w+_nothing_\d", 100),
+        (r"[a-z]+_nothing_\d", 100),
+        (r"(?-u)\w+_nothing_\d", 100),
     ] {
         versus(
             &format!("grep {pattern} limit={limit}"),
@@ -103,56 +100,4 @@ fn find_and_grep_timings() {
             &dir,
         );
     }
-}
-
-#[test]
-#[ignore]
-fn walk_debug() {
-    let Ok(root) = std::env::var("SIDECAR_BENCH_ROOT") else {
-        return;
-    };
-    let id = std::env::var("SIDECAR_BENCH_SESSION").ok();
-    let ws = Workspace::new(root, false);
-    let s = ws.session(id.as_deref()).unwrap();
-    let r = s.walk_root(".").unwrap();
-    let (mut n, mut errs) = (0, 0);
-    for e in super::walk::builder(&s, &r).build() {
-        match e {
-            Ok(_) => n += 1,
-            Err(e) => {
-                errs += 1;
-                if errs < 5 {
-                    println!("error: {e}");
-                }
-            }
-        }
-    }
-    println!("entries {n} errors {errs}");
-}
-
-#[test]
-#[ignore]
-fn walk_debug_parallel() {
-    let Ok(root) = std::env::var("SIDECAR_BENCH_ROOT") else {
-        return;
-    };
-    let id = std::env::var("SIDECAR_BENCH_SESSION").ok();
-    let ws = Workspace::new(root, false);
-    let s = ws.session(id.as_deref()).unwrap();
-    let r = s.walk_root(".").unwrap();
-    let n = std::sync::atomic::AtomicUsize::new(0);
-    let errs = std::sync::atomic::AtomicUsize::new(0);
-    super::walk::builder(&s, &r).build_parallel().run(|| {
-        Box::new(|e| {
-            match e {
-                Ok(_) => n.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                Err(e) => {
-                    println!("error: {e}");
-                    errs.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                }
-            };
-            ignore::WalkState::Continue
-        })
-    });
-    println!("entries {n:?} errors {errs:?}");
 }

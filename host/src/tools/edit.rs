@@ -1,6 +1,7 @@
 //! `/edit`: replaces one exact occurrence of a text in a file.
 //!
-//! Request `{path, oldText (non-empty), newText}`; result `{path, diff}`: `path` as
+//! Request `{path, oldText (non-empty), newText}`; result `{ok: true, path, diff}`
+//! (the original's `EditResult`, `ok` included): `path` as
 //! the client sent it (as the original did), `diff` a unified diff (`--- a/…`,
 //! `+++ b/…`, 3 lines of context) of the change. The match is an exact substring
 //! (whitespace and line endings included); it fails when the text is not found,
@@ -65,9 +66,7 @@ pub fn run(session: &Session, req: EditRequest) -> Result<Value, ToolError> {
         .read_to_end(&mut bytes)
         .map_err(|e| ToolError::from_io(&e, path))?;
     let original = String::from_utf8(bytes).map_err(|_| {
-        ToolError::bad_request(format!(
-            "Cannot edit {path}: it is not valid UTF-8 text"
-        ))
+        ToolError::bad_request(format!("Cannot edit {path}: it is not valid UTF-8 text"))
     })?;
 
     let Some(index) = original.find(old_text) else {
@@ -101,7 +100,7 @@ pub fn run(session: &Session, req: EditRequest) -> Result<Value, ToolError> {
         .context_radius(3)
         .header(&format!("a/{name}"), &format!("b/{name}"))
         .to_string();
-    Ok(json!({ "path": path, "diff": diff }))
+    Ok(json!({ "ok": true, "path": path, "diff": diff }))
 }
 
 #[cfg(test)]
@@ -146,9 +145,15 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
         let v = edit(&s, "./dir/x.sh", "a", "b").unwrap();
         assert_eq!(v["path"], "./dir/x.sh");
-        assert!(v["diff"].as_str().unwrap().starts_with("--- a/dir/x.sh\n+++ b/dir/x.sh\n"));
+        assert!(v["diff"]
+            .as_str()
+            .unwrap()
+            .starts_with("--- a/dir/x.sh\n+++ b/dir/x.sh\n"));
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "echo b\n");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 
     #[test]
@@ -156,12 +161,25 @@ mod tests {
         let (t, s) = session();
         write(&s, "f", "aXbXc");
         let e = edit(&s, "f", "Y", "Z").unwrap_err();
-        assert!(e.message.starts_with("Could not find the exact text in f."), "{}", e.message);
+        assert!(
+            e.message.starts_with("Could not find the exact text in f."),
+            "{}",
+            e.message
+        );
         let e = edit(&s, "f", "X", "Z").unwrap_err();
-        assert!(e.message.starts_with("Found 2 occurrences of the text in f."), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("Found 2 occurrences of the text in f."),
+            "{}",
+            e.message
+        );
         assert!(e.message.contains("must be unique"));
         let e = edit(&s, "f", "aX", "aX").unwrap_err();
-        assert!(e.message.starts_with("No changes made to f."), "{}", e.message);
+        assert!(
+            e.message.starts_with("No changes made to f."),
+            "{}",
+            e.message
+        );
         assert_eq!(std::fs::read_to_string(s.dir().join("f")).unwrap(), "aXbXc");
         // Non-overlapping count, as String.split did.
         write(&s, "g", "aaa");
@@ -180,14 +198,26 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.message, "Missing or invalid newText");
-        assert_eq!(edit(&s, "nope", "a", "b").unwrap_err().kind, ToolErrorKind::NotFound);
+        assert_eq!(
+            edit(&s, "nope", "a", "b").unwrap_err().kind,
+            ToolErrorKind::NotFound
+        );
         write(&s, "bin", b"\xff\xfe a");
-        assert!(edit(&s, "bin", "a", "b").unwrap_err().message.contains("UTF-8"));
+        assert!(edit(&s, "bin", "a", "b")
+            .unwrap_err()
+            .message
+            .contains("UTF-8"));
         std::fs::write(t.path().join("victim"), "secret").unwrap();
         std::os::unix::fs::symlink(t.path().join("victim"), s.dir().join("l")).unwrap();
-        assert_eq!(edit(&s, "l", "secret", "x").unwrap_err().kind, ToolErrorKind::Forbidden);
+        assert_eq!(
+            edit(&s, "l", "secret", "x").unwrap_err().kind,
+            ToolErrorKind::Forbidden
+        );
         assert!(edit(&s, "../../victim", "secret", "x").is_err());
-        assert_eq!(std::fs::read_to_string(t.path().join("victim")).unwrap(), "secret");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("victim")).unwrap(),
+            "secret"
+        );
     }
 
     #[test]
@@ -196,6 +226,9 @@ mod tests {
         write(&s, "w", "a\r\nb");
         let v = edit(&s, "w", "b", "c").unwrap();
         assert_eq!(std::fs::read(s.dir().join("w")).unwrap(), b"a\r\nc");
-        assert!(v["diff"].as_str().unwrap().contains("\\ No newline at end of file"));
+        assert!(v["diff"]
+            .as_str()
+            .unwrap()
+            .contains("\\ No newline at end of file"));
     }
 }

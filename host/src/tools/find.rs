@@ -104,7 +104,9 @@ pub fn run(session: &Session, req: FindRequest) -> Result<Value, ToolError> {
         prefix: root.path(),
         found: &found,
     };
-    walk::builder(session, &root).build_parallel().visit(&mut builder);
+    walk::builder(session, &root)
+        .build_parallel()
+        .visit(&mut builder);
     let mut files = found.into_inner().unwrap_or_else(|e| e.into_inner());
     files.sort_unstable();
     let files: Vec<String> = files
@@ -179,7 +181,12 @@ mod tests {
     use crate::tools::testutil::{session, write};
     use crate::workspace::ToolErrorKind;
 
-    fn find(s: &Session, pattern: &str, path: Option<&str>, limit: Option<i64>) -> Result<Value, ToolError> {
+    fn find(
+        s: &Session,
+        pattern: &str,
+        path: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Value, ToolError> {
         run(
             s,
             FindRequest {
@@ -192,7 +199,12 @@ mod tests {
     }
 
     fn files(v: &Value) -> Vec<&str> {
-        v["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect()
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect()
     }
 
     fn tree(s: &Session) {
@@ -219,15 +231,31 @@ mod tests {
         let v = find(&s, "*.rs", None, None).unwrap();
         assert_eq!(
             files(&v),
-            [".dot.rs", ".hidden/h.rs", "main.rs", "src/a/deep/x.rs", "src/a/mod.rs", "src/lib.rs"]
+            [
+                ".dot.rs",
+                ".hidden/h.rs",
+                "main.rs",
+                "src/a/deep/x.rs",
+                "src/a/mod.rs",
+                "src/lib.rs"
+            ]
         );
         assert_eq!(v["truncated"], false);
         assert_eq!(v["limit"], 1000);
         assert!(v.get("truncation").is_none());
-        assert_eq!(files(&find(&s, "mod.rs", None, None).unwrap()), ["src/a/mod.rs"]);
-        assert_eq!(files(&find(&s, "*.{md,txt}", None, None).unwrap()), ["README.md", "src/a/deep/y.txt"]);
+        assert_eq!(
+            files(&find(&s, "mod.rs", None, None).unwrap()),
+            ["src/a/mod.rs"]
+        );
+        assert_eq!(
+            files(&find(&s, "*.{md,txt}", None, None).unwrap()),
+            ["README.md", "src/a/deep/y.txt"]
+        );
         // Relative to the search dir.
-        assert_eq!(files(&find(&s, "*.rs", Some("src/a"), None).unwrap()), ["deep/x.rs", "mod.rs"]);
+        assert_eq!(
+            files(&find(&s, "*.rs", Some("src/a"), None).unwrap()),
+            ["deep/x.rs", "mod.rs"]
+        );
     }
 
     #[test]
@@ -238,10 +266,22 @@ mod tests {
             files(&find(&s, "src/**/*.rs", None, None).unwrap()),
             ["src/a/deep/x.rs", "src/a/mod.rs", "src/lib.rs"]
         );
-        assert_eq!(files(&find(&s, "src/*.rs", None, None).unwrap()), ["src/lib.rs"]);
-        assert_eq!(files(&find(&s, "./src/*.rs", None, None).unwrap()), ["src/lib.rs"]);
-        assert_eq!(files(&find(&s, "*/mod.rs", Some("src"), None).unwrap()), ["a/mod.rs"]);
-        assert_eq!(files(&find(&s, "**/deep/*", None, None).unwrap()), ["src/a/deep/x.rs", "src/a/deep/y.txt"]);
+        assert_eq!(
+            files(&find(&s, "src/*.rs", None, None).unwrap()),
+            ["src/lib.rs"]
+        );
+        assert_eq!(
+            files(&find(&s, "./src/*.rs", None, None).unwrap()),
+            ["src/lib.rs"]
+        );
+        assert_eq!(
+            files(&find(&s, "*/mod.rs", Some("src"), None).unwrap()),
+            ["a/mod.rs"]
+        );
+        assert_eq!(
+            files(&find(&s, "**/deep/*", None, None).unwrap()),
+            ["src/a/deep/x.rs", "src/a/deep/y.txt"]
+        );
         assert!(files(&find(&s, "src/a", None, None).unwrap()).is_empty());
     }
 
@@ -305,7 +345,8 @@ mod tests {
         std::fs::create_dir(t.path().join("out")).unwrap();
         std::fs::write(t.path().join("out/secret.rs"), "").unwrap();
         std::os::unix::fs::symlink(t.path().join("out"), s.dir().join("linkdir")).unwrap();
-        std::os::unix::fs::symlink(t.path().join("out/secret.rs"), s.dir().join("link.rs")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("out/secret.rs"), s.dir().join("link.rs"))
+            .unwrap();
         assert_eq!(files(&find(&s, "*.rs", None, None).unwrap()), ["real.rs"]);
         assert_eq!(
             find(&s, "*.rs", Some("linkdir"), None).unwrap_err().kind,
@@ -321,9 +362,18 @@ mod tests {
             run(&s, FindRequest::default()).unwrap_err().message,
             "Missing or invalid pattern"
         );
-        assert!(find(&s, "a[", None, None).unwrap_err().message.contains("Invalid glob"));
-        assert!(find(&s, "*", Some("f"), None).unwrap_err().message.contains("not a directory"));
-        assert_eq!(find(&s, "*", Some("nope"), None).unwrap_err().kind, ToolErrorKind::NotFound);
+        assert!(find(&s, "a[", None, None)
+            .unwrap_err()
+            .message
+            .contains("Invalid glob"));
+        assert!(find(&s, "*", Some("f"), None)
+            .unwrap_err()
+            .message
+            .contains("not a directory"));
+        assert_eq!(
+            find(&s, "*", Some("nope"), None).unwrap_err().kind,
+            ToolErrorKind::NotFound
+        );
         assert!(find(&s, "*", Some(".."), None).is_err());
         assert!(find(&s, "*", Some("/etc"), None).is_err());
     }

@@ -95,12 +95,14 @@ pub fn run(session: &Session, req: GrepRequest) -> Result<Value, ToolError> {
     let matcher = RegexMatcherBuilder::new()
         .case_insensitive(req.ignore_case.unwrap_or(false))
         .fixed_strings(req.literal.unwrap_or(false))
-        .line_terminator(Some(b'\n'))
-        .crlf(false)
+        // Sets the line terminator too (CRLF: lines end at `\n`, `$` matches before
+        // `\r\n`); the searcher must use the same one, or the fast candidate-line
+        // search (inner literals) is lost.
+        .crlf(true)
         .build(pattern)
         .map_err(|e| ToolError::bad_request(format!("Invalid regex pattern: {e}")))?;
     let searcher = SearcherBuilder::new()
-        .line_terminator(LineTerminator::byte(b'\n'))
+        .line_terminator(LineTerminator::crlf())
         .line_number(true)
         .before_context(context)
         .after_context(context)
@@ -143,8 +145,16 @@ pub fn run(session: &Session, req: GrepRequest) -> Result<Value, ToolError> {
 /// One output line of a file.
 #[derive(Debug)]
 enum Line {
-    Match { number: u64, text: String, cut: bool },
-    Context { number: u64, text: String, cut: bool },
+    Match {
+        number: u64,
+        text: String,
+        cut: bool,
+    },
+    Context {
+        number: u64,
+        text: String,
+        cut: bool,
+    },
     Break,
 }
 
@@ -196,10 +206,9 @@ impl Sink for Collector {
     type Error = io::Error;
 
     fn matched(&mut self, _: &Searcher, mat: &SinkMatch<'_>) -> Result<bool, io::Error> {
-        let mut number = mat.line_number().unwrap_or(0);
-        for line in mat.lines() {
+        let first = mat.line_number().unwrap_or(0);
+        for (number, line) in (first..).zip(mat.lines()) {
             self.push(true, number, line);
-            number += 1;
         }
         self.matches += 1;
         Ok(self.room())

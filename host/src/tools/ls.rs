@@ -76,8 +76,12 @@ pub fn run(session: &Session, req: LsRequest) -> Result<Value, ToolError> {
         ));
     }
     match truncation.truncated_by {
-        Some(TruncatedBy::Bytes) => notices.push(format!("{}KB limit reached", DEFAULT_MAX_BYTES / 1024)),
-        Some(TruncatedBy::Lines) => notices.push(format!("{DEFAULT_MAX_LINES} lines limit reached")),
+        Some(TruncatedBy::Bytes) => {
+            notices.push(format!("{}KB limit reached", DEFAULT_MAX_BYTES / 1024))
+        }
+        Some(TruncatedBy::Lines) => {
+            notices.push(format!("{DEFAULT_MAX_LINES} lines limit reached"))
+        }
         None => {}
     }
     let mut output = truncation.content.clone();
@@ -121,11 +125,17 @@ mod tests {
         write(&s, "Zed/x", "");
         std::os::unix::fs::symlink(t.path(), s.dir().join("link")).unwrap();
         let v = ls(&s, None, None).unwrap();
-        assert_eq!(v, json!({"output": ".hidden\nA.txt\nb.txt\nlink\nsub/\nZed/"}));
+        assert_eq!(
+            v,
+            json!({"output": ".hidden\nA.txt\nb.txt\nlink\nsub/\nZed/"})
+        );
         let v = ls(&s, Some("sub"), None).unwrap();
         assert_eq!(v["output"], "inner");
         std::fs::create_dir(s.dir().join("empty")).unwrap();
-        assert_eq!(ls(&s, Some("empty"), None).unwrap(), json!({"output": "(empty directory)"}));
+        assert_eq!(
+            ls(&s, Some("empty"), None).unwrap(),
+            json!({"output": "(empty directory)"})
+        );
     }
 
     #[test]
@@ -158,7 +168,10 @@ mod tests {
         let t = &v["truncation"];
         assert_eq!(t["truncatedBy"], "bytes");
         assert_eq!(t["totalLines"], 300);
-        assert!(v["output"].as_str().unwrap().ends_with("\n\n[50KB limit reached]"));
+        assert!(v["output"]
+            .as_str()
+            .unwrap()
+            .ends_with("\n\n[50KB limit reached]"));
     }
 
     #[test]
@@ -169,9 +182,15 @@ mod tests {
             ls(&s, Some("file"), None).unwrap_err().message,
             "Path is not a directory: file"
         );
-        assert_eq!(ls(&s, Some("nope"), None).unwrap_err().kind, ToolErrorKind::NotFound);
+        assert_eq!(
+            ls(&s, Some("nope"), None).unwrap_err().kind,
+            ToolErrorKind::NotFound
+        );
         std::os::unix::fs::symlink(t.path(), s.dir().join("up")).unwrap();
-        assert_eq!(ls(&s, Some("up"), None).unwrap_err().kind, ToolErrorKind::Forbidden);
+        assert_eq!(
+            ls(&s, Some("up"), None).unwrap_err().kind,
+            ToolErrorKind::Forbidden
+        );
         assert!(ls(&s, Some(".."), None).is_err());
         assert!(ls(&s, Some("/etc"), None).is_err());
     }

@@ -34,7 +34,9 @@ use grep_searcher::LineIter;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::truncation::{format_size, TruncatedBy, Truncation, DEFAULT_MAX_BYTES, DEFAULT_MAX_LINES};
+use super::truncation::{
+    format_size, TruncatedBy, Truncation, DEFAULT_MAX_BYTES, DEFAULT_MAX_LINES,
+};
 use super::{num, required};
 use crate::workspace::{Session, ToolError};
 
@@ -80,7 +82,10 @@ pub fn run(session: &Session, req: ReadRequest) -> Result<Value, ToolError> {
     }
     let offset = offset as u64;
     let start = offset - 1;
-    let end = req.limit.filter(|&n| n > 0).map(|n| start.saturating_add(n as u64));
+    let end = req
+        .limit
+        .filter(|&n| n > 0)
+        .map(|n| start.saturating_add(n as u64));
 
     let mut scan = Scan::new(start, end, DEFAULT_MAX_LINES, DEFAULT_MAX_BYTES);
     scan.run(file, path)?;
@@ -190,8 +195,7 @@ fn read_image(file: File, path: &str, mime: &str) -> Result<Value, ToolError> {
 /// Quotes a path for the shell hint in a notice.
 fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@".contains(&b))
     {
         s.to_string()
@@ -343,7 +347,12 @@ mod tests {
     use crate::tools::testutil::{session, write};
     use crate::workspace::ToolErrorKind;
 
-    fn read(s: &Session, path: &str, offset: Option<i64>, limit: Option<i64>) -> Result<Value, ToolError> {
+    fn read(
+        s: &Session,
+        path: &str,
+        offset: Option<i64>,
+        limit: Option<i64>,
+    ) -> Result<Value, ToolError> {
         run(
             s,
             ReadRequest {
@@ -381,7 +390,10 @@ mod tests {
         let (_t, s) = session();
         write(&s, "e", "");
         let v = read(&s, "e", None, None).unwrap();
-        assert_eq!(v, json!({"type": "text", "content": "", "totalLines": 0, "hasMore": false}));
+        assert_eq!(
+            v,
+            json!({"type": "text", "content": "", "totalLines": 0, "hasMore": false})
+        );
         assert_eq!(
             read(&s, "e", Some(2), None).unwrap_err().message,
             "Offset 2 is beyond end of file (0 lines total)"
@@ -418,7 +430,10 @@ mod tests {
             );
         }
         let e = read(&s, "f", Some(11), None).unwrap_err();
-        assert_eq!(e.message, "Offset 11 is beyond end of file (10 lines total)");
+        assert_eq!(
+            e.message,
+            "Offset 11 is beyond end of file (10 lines total)"
+        );
         assert_eq!(e.status(), 400);
     }
 

@@ -1,6 +1,7 @@
 //! `/write`: creates or replaces a file, atomically.
 //!
-//! Request `{path, content}`; result `{path, bytes}`: `path` is the normalized path
+//! Request `{path, content}`; result `{ok: true, path, bytes}` (the original's
+//! `WriteResult`, `ok` included): `path` is the normalized path
 //! relative to the session directory, `bytes` the UTF-8 length of `content`.
 //! Missing parent directories are created; the file is written to a temporary file
 //! in the same directory and renamed over the target (see
@@ -37,7 +38,7 @@ pub fn run(session: &Session, req: WriteRequest) -> Result<Value, ToolError> {
     } else {
         rel.to_string_lossy().into_owned()
     };
-    Ok(json!({ "path": shown, "bytes": content.len() }))
+    Ok(json!({ "ok": true, "path": shown, "bytes": content.len() }))
 }
 
 #[cfg(test)]
@@ -62,7 +63,7 @@ mod tests {
     fn writes_and_creates_parents() {
         let (_t, s) = session();
         let v = write(&s, "./src/deep/../main.rs", "fn main() {}\n// é\n").unwrap();
-        assert_eq!(v, json!({"path": "src/main.rs", "bytes": 19}));
+        assert_eq!(v, json!({"ok": true, "path": "src/main.rs", "bytes": 19}));
         assert_eq!(
             std::fs::read_to_string(s.dir().join("src/main.rs")).unwrap(),
             "fn main() {}\n// é\n"
@@ -72,7 +73,7 @@ mod tests {
         // Absolute inside the session.
         let abs = s.dir().join("abs.txt");
         let v = write(&s, abs.to_str().unwrap(), "").unwrap();
-        assert_eq!(v, json!({"path": "abs.txt", "bytes": 0}));
+        assert_eq!(v, json!({"ok": true, "path": "abs.txt", "bytes": 0}));
         assert_eq!(std::fs::read(&abs).unwrap(), b"");
     }
 
@@ -84,7 +85,10 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         write(&s, "run.sh", "#!/bin/sh\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "#!/bin/sh\n");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
     }
 
     #[test]
@@ -116,7 +120,13 @@ mod tests {
         );
         assert!(write(&s, "../../victim", "x").is_err());
         assert!(write(&s, t.path().join("victim").to_str().unwrap(), "x").is_err());
-        assert_eq!(std::fs::read_to_string(t.path().join("victim")).unwrap(), "keep");
-        assert!(write(&s, ".", "x").unwrap_err().message.contains("Is a directory"));
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("victim")).unwrap(),
+            "keep"
+        );
+        assert!(write(&s, ".", "x")
+            .unwrap_err()
+            .message
+            .contains("Is a directory"));
     }
 }

@@ -67,16 +67,14 @@ impl Workspace {
             ))
         })?;
         let root_fd = match sys::open_dir_unconfined(&root) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                std::fs::create_dir_all(&root)
-                    .and_then(|_| sys::open_dir_unconfined(&root))
-                    .map_err(|e| {
-                        ToolError::internal(format!(
-                            "Cannot create workspace root {}: {e}",
-                            root.display()
-                        ))
-                    })?
-            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => std::fs::create_dir_all(&root)
+                .and_then(|_| sys::open_dir_unconfined(&root))
+                .map_err(|e| {
+                    ToolError::internal(format!(
+                        "Cannot create workspace root {}: {e}",
+                        root.display()
+                    ))
+                })?,
             Err(e) => {
                 return Err(ToolError::internal(format!(
                     "Workspace root {} is unusable: {e}",
@@ -97,18 +95,16 @@ impl Workspace {
                         )))
                     }
                 }
-                let fd = sys::openat2(root_fd.as_fd(), name, DIR_FLAGS, 0).map_err(|e| {
-                    match e.raw_os_error() {
-                        Some(libc::ELOOP) => ToolError::forbidden(format!(
-                            "Session directory {id} is a symbolic link"
-                        )),
-                        Some(libc::ENOTDIR) => ToolError::bad_request(format!(
-                            "Session path {id} exists and is not a directory"
-                        )),
-                        _ => ToolError::internal(format!(
-                            "Cannot open session directory {id}: {e}"
-                        )),
+                let fd = sys::openat2(root_fd.as_fd(), name, DIR_FLAGS, 0).map_err(|e| match e
+                    .raw_os_error()
+                {
+                    Some(libc::ELOOP) => {
+                        ToolError::forbidden(format!("Session directory {id} is a symbolic link"))
                     }
+                    Some(libc::ENOTDIR) => ToolError::bad_request(format!(
+                        "Session path {id} exists and is not a directory"
+                    )),
+                    _ => ToolError::internal(format!("Cannot open session directory {id}: {e}")),
                 })?;
                 Ok(Session {
                     id: Some(id.to_string()),
@@ -291,7 +287,8 @@ impl Session {
                 }
             }
         }
-        let (tmp_name, tmp_fd) = create_temp(pfd.as_fd()).map_err(|e| ToolError::from_io(&e, input))?;
+        let (tmp_name, tmp_fd) =
+            create_temp(pfd.as_fd()).map_err(|e| ToolError::from_io(&e, input))?;
         let result = (|| -> io::Result<()> {
             let mut f = File::from(tmp_fd);
             f.write_all(bytes)?;

@@ -65,7 +65,9 @@ pub fn normalize_path(
     input: &str,
 ) -> Result<PathBuf, ToolError> {
     if input.contains('\0') {
-        return Err(ToolError::bad_request("Invalid path: it contains a NUL byte"));
+        return Err(ToolError::bad_request(
+            "Invalid path: it contains a NUL byte",
+        ));
     }
     let Some((absolute, norm)) = normalize_components(Path::new(input)) else {
         return Err(ToolError::forbidden(format!(
@@ -108,7 +110,17 @@ mod tests {
         for ok in ["a", "A-b_9", &"x".repeat(128)] {
             assert!(validate_session_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a.b", "a/b", "..", ".", "a b", "é", &"x".repeat(129), "a\0"] {
+        for bad in [
+            "",
+            "a.b",
+            "a/b",
+            "..",
+            ".",
+            "a b",
+            "é",
+            &"x".repeat(129),
+            "a\0",
+        ] {
             let e = validate_session_id(bad).unwrap_err();
             assert_eq!(e.status(), 400);
             assert!(e.message.contains("Invalid sessionId"));

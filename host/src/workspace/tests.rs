@@ -106,7 +106,11 @@ fn open_read_confinement() {
     symlink(tmp.path().join("outdir"), d.join("linkdir")).unwrap();
     let e = s.open_read("linkdir/x").unwrap_err();
     assert_eq!(e.kind, ToolErrorKind::Forbidden);
-    assert!(e.message.contains("goes through a symbolic link"), "{}", e.message);
+    assert!(
+        e.message.contains("goes through a symbolic link"),
+        "{}",
+        e.message
+    );
     assert!(e.message.contains("(linkdir)"), "{}", e.message);
 
     // Missing, directory, FIFO.
@@ -146,7 +150,10 @@ fn atomic_create() {
     fs::set_permissions(d.join("a/b/c.txt"), fs::Permissions::from_mode(0o750)).unwrap();
     s.create_atomic("a/b/c.txt", b"new").unwrap();
     assert_eq!(fs::read_to_string(d.join("a/b/c.txt")).unwrap(), "new");
-    let mode = fs::metadata(d.join("a/b/c.txt")).unwrap().permissions().mode();
+    let mode = fs::metadata(d.join("a/b/c.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o750);
     // No temporary file left behind.
     let names: Vec<_> = fs::read_dir(d.join("a/b")).unwrap().collect();
@@ -157,7 +164,10 @@ fn atomic_create() {
     symlink(tmp.path().join("victim"), d.join("link")).unwrap();
     let e = s.create_atomic("link", b"pwned").unwrap_err();
     assert_eq!(e.kind, ToolErrorKind::Forbidden);
-    assert_eq!(fs::read_to_string(tmp.path().join("victim")).unwrap(), "keep");
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("victim")).unwrap(),
+        "keep"
+    );
     assert!(fs::symlink_metadata(d.join("link"))
         .unwrap()
         .file_type()
@@ -175,9 +185,7 @@ fn atomic_create() {
     assert!(s.create_atomic("../evil", b"x").is_err());
     assert!(!tmp.path().join("evil").exists());
     let outside = tmp.path().join("evil2");
-    assert!(s
-        .create_atomic(outside.to_str().unwrap(), b"x")
-        .is_err());
+    assert!(s.create_atomic(outside.to_str().unwrap(), b"x").is_err());
     assert!(!outside.exists());
 
     // Directory targets.
@@ -213,7 +221,8 @@ fn readers_never_see_half_a_file() {
         std::thread::spawn(move || {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
-                s.create_atomic("f", if i % 2 == 0 { &b } else { &a }).unwrap();
+                s.create_atomic("f", if i % 2 == 0 { &b } else { &a })
+                    .unwrap();
                 i += 1;
             }
         })
