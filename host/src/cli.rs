@@ -405,6 +405,9 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<i32> {
                 "plugin": lang.plugin.info.name,
                 "workDir": "/workspace",
                 "scratchDir": "/tmp/sidecar/exec-0",
+                // The settings the plan was made with (languages.toml over the
+                // plugin's defaults), so overrides can be checked.
+                "settings": lang.settings,
                 "plan": plan,
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -425,6 +428,8 @@ pub fn plugin_check(file: PathBuf, cache_dir: Option<PathBuf>) -> anyhow::Result
                 "ok": true,
                 "file": file.display().to_string(),
                 "sha256": plugin.sha256,
+                // Whether the compiled code came from --cache-dir (no compilation).
+                "fromCache": plugin.from_cache,
                 "interface": format!("{}@{}", plugins::v0_1::PACKAGE, plugin.interface),
                 "plugin": plugin.info,
             });

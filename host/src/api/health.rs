@@ -74,6 +74,7 @@ pub async fn languages(State(state): State<SharedState>) -> Response {
                 "pluginVersion": l.plugin.info.version,
                 "pluginSha256": l.plugin.sha256,
                 "pluginFile": l.plugin.path.display().to_string(),
+                "pluginFromCache": l.plugin.from_cache,
                 "interface": l.plugin.interface,
                 "fileExtension": s.file_extension,
                 "compiles": s.compile_command.is_some(),

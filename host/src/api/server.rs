@@ -55,7 +55,15 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.workspace_root.display()
         )
     })?;
-    let workspace = Workspace::new(args.workspace_root.clone(), args.shared_workspace);
+    // User code must be able to write where the file tools write.
+    if let Some((uid, gid)) = sandbox.run_as() {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata(&args.workspace_root).is_ok_and(|m| m.uid() == 0) {
+            let _ = std::os::unix::fs::chown(&args.workspace_root, Some(uid), Some(gid));
+        }
+    }
+    let workspace = Workspace::new(args.workspace_root.clone(), args.shared_workspace)
+        .with_owner(sandbox.run_as());
     let executor = Executor::new(args.exec.clone(), sandbox);
     tracing::info!(
         languages = registry.codes().join(","),

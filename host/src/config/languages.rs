@@ -167,12 +167,19 @@ impl LanguagesFile {
                     ));
                 }
             }
-            for key in entry.environment.iter().flat_map(|e| e.keys()) {
+            for (key, value) in entry.environment.iter().flatten() {
                 if key.is_empty() || key.contains('=') || key.contains('\0') {
                     return Err(err(
                         code,
                         "environment",
                         format!("`{key}` is not a valid variable name"),
+                    ));
+                }
+                if value.contains('\0') {
+                    return Err(err(
+                        code,
+                        "environment",
+                        format!("the value of `{key}` contains a NUL byte"),
                     ));
                 }
             }
@@ -328,6 +335,17 @@ flag = true
         assert_eq!(e.table.as_deref(), Some("Py"));
         let e = LanguagesFile::parse("[languages.py]\nuser_id = \"x\"\n", "l.toml").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("user_id"));
+    }
+
+    #[test]
+    fn nul_in_an_environment_value_is_an_error() {
+        let e = LanguagesFile::parse(
+            "[languages.py]\nenvironment = { X = \"a\\u0000b\" }\n",
+            "l.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("environment"));
+        assert!(e.message.contains("NUL"), "{e}");
     }
 
     #[test]

@@ -149,10 +149,15 @@ fn check_command(c: &PlanCommand, what: &str) -> Result<(), String> {
             ));
         }
     }
-    for (k, _) in &c.env {
+    for (k, v) in &c.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
             return Err(format!(
                 "the {what} sets an invalid environment variable name `{k}`"
+            ));
+        }
+        if v.contains('\0') {
+            return Err(format!(
+                "the {what} sets `{k}` to a value containing a NUL byte"
             ));
         }
     }

@@ -43,6 +43,9 @@ pub struct Workspace {
     pub root: PathBuf,
     /// When set, every session uses `root` itself.
     pub shared: bool,
+    /// The uid and gid user code runs as (when the sidecar is root): new session
+    /// directories are given to it, so code can write where the file tools write.
+    pub owner: Option<(u32, u32)>,
 }
 
 impl Workspace {
@@ -50,7 +53,14 @@ impl Workspace {
         Workspace {
             root: root.into(),
             shared,
+            owner: None,
         }
+    }
+
+    /// Gives new session directories to `owner` (see [`Workspace::owner`]).
+    pub fn with_owner(mut self, owner: Option<(u32, u32)>) -> Self {
+        self.owner = owner;
+        self
     }
 
     /// The session for `id`: `root/<id>` (created on first use), or `root` itself
@@ -86,15 +96,15 @@ impl Workspace {
         match id {
             Some(id) if !self.shared => {
                 let name = Path::new(id);
-                match sys::mkdirat(root_fd.as_fd(), name, 0o777) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                let created = match sys::mkdirat(root_fd.as_fd(), name, 0o777) {
+                    Ok(()) => true,
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
                     Err(e) => {
                         return Err(ToolError::internal(format!(
                             "Cannot create session directory {id}: {e}"
                         )))
                     }
-                }
+                };
                 let fd = sys::openat2(root_fd.as_fd(), name, DIR_FLAGS, 0).map_err(|e| match e
                     .raw_os_error()
                 {
@@ -106,6 +116,9 @@ impl Workspace {
                     )),
                     _ => ToolError::internal(format!("Cannot open session directory {id}: {e}")),
                 })?;
+                if let (true, Some((uid, gid))) = (created, self.owner) {
+                    let _ = sys::fchown(fd.as_fd(), uid, gid);
+                }
                 Ok(Session {
                     id: Some(id.to_string()),
                     dir: root.join(id),
@@ -227,13 +240,17 @@ impl Session {
             let fd = match sys::openat2(dir, comp, DIR_FLAGS, 0) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    match sys::mkdirat(dir, comp, 0o777) {
-                        Ok(()) => {}
-                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    let created = match sys::mkdirat(dir, comp, 0o777) {
+                        Ok(()) => true,
+                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
                         Err(e) => return Err(ToolError::from_io(&e, &display(&done))),
+                    };
+                    let fd = sys::openat2(dir, comp, DIR_FLAGS, 0)
+                        .map_err(|e| ToolError::from_io(&e, &display(&done)))?;
+                    if created {
+                        inherit_owner(dir, fd.as_fd());
                     }
-                    sys::openat2(dir, comp, DIR_FLAGS, 0)
-                        .map_err(|e| ToolError::from_io(&e, &display(&done)))?
+                    fd
                 }
                 Err(e) => return Err(ToolError::from_io(&e, &display(&done))),
             };
@@ -292,6 +309,9 @@ impl Session {
         let result = (|| -> io::Result<()> {
             let mut f = File::from(tmp_fd);
             f.write_all(bytes)?;
+            if existing.is_none() {
+                inherit_owner(pfd.as_fd(), f.as_fd());
+            }
             if let Some(st) = &existing {
                 // chown first: it clears set-id bits, and we do not keep those anyway.
                 // SAFETY: geteuid/getegid cannot fail.
@@ -483,3 +503,18 @@ fn shown(input: &str) -> &str {
 
 #[cfg(test)]
 mod tests;
+
+/// Gives a newly created file or directory the owner of its parent directory, so
+/// what the file tools create stays writable by the code that owns the session
+/// directory. Only possible (and only needed) when the sidecar runs as root.
+fn inherit_owner(parent: BorrowedFd<'_>, new: BorrowedFd<'_>) {
+    // SAFETY: plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    if let Ok(st) = sys::fstat(parent) {
+        if st.st_uid != 0 || st.st_gid != 0 {
+            let _ = sys::fchown(new, st.st_uid, st.st_gid);
+        }
+    }
+}
