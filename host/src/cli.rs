@@ -301,7 +301,7 @@ pub enum PluginCommand {
         /// Where to create it. Default: ./NAME.
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Path to this repository's `plugins/sdk` (default: found beside the executable's repository, else the git URL is left to fill in).
+        /// Path to the sidecar repository's `plugins/sdk` (default: found from the executable's location, `<repo>/target/release/sidecar`, or the current directory).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -424,8 +424,38 @@ pub fn plugin_check(file: PathBuf, cache_dir: Option<PathBuf>) -> anyhow::Result
     let runtime = Runtime::new(PluginLimits::default(), cache_dir)?;
     match runtime.load(&file) {
         Ok(plugin) => {
+            // A trial plan per language (hello-world-sized code), so a plugin that
+            // loads but plans badly (a trap, an empty argv) is caught here too. A
+            // refusal is fine: the plugin may reject this trial code.
+            let mut failed = false;
+            let trials: Vec<_> = plugin
+                .info
+                .languages
+                .iter()
+                .map(|lang| {
+                    let request = PlanRequest {
+                        code: "hello".into(),
+                        work_dir: "/workspace".into(),
+                        scratch_dir: "/tmp/sidecar/exec-0".into(),
+                        ..PlanRequest::default()
+                    };
+                    let (outcome, message) = match plugin.plan(lang, request) {
+                        Ok(_) => ("ok", None),
+                        Err(plugins::CallError::Refused(r)) => ("refused", Some(r.to_string())),
+                        Err(e) => {
+                            failed = true;
+                            ("failed", Some(e.to_string()))
+                        }
+                    };
+                    serde_json::json!({"language": lang.code, "outcome": outcome, "message": message})
+                })
+                .collect();
+            if failed {
+                eprintln!("error: {}: a trial plan failed", file.display());
+            }
             let out = serde_json::json!({
-                "ok": true,
+                "ok": !failed,
+                "trialPlans": trials,
                 "file": file.display().to_string(),
                 "sha256": plugin.sha256,
                 // Whether the compiled code came from --cache-dir (no compilation).
@@ -434,7 +464,7 @@ pub fn plugin_check(file: PathBuf, cache_dir: Option<PathBuf>) -> anyhow::Result
                 "plugin": plugin.info,
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(0)
+            Ok(i32::from(failed))
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -517,14 +517,6 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (value, started.elapsed())
 }
 
-/// A marker unique to this test process and call, for `processes_with`.
-pub fn unique_marker(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{}x{n}", std::process::id())
-}
-
 /// A `multipart/form-data` body of `(field, file name, content)` parts (no file name: a
 /// plain field). Returns the content type (with its boundary) and the body.
 pub fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
@@ -655,4 +647,25 @@ pub fn assert_error_envelope(v: &Value) {
         v["error"].as_str().is_some_and(|e| !e.trim().is_empty()),
         "error is a non-empty string: {v}"
     );
+}
+
+/// Like [`request`], but sends the head and the body in one write, so a server that
+/// answers from the head alone (404, 405, 401, 415…) and closes cannot make the
+/// client's second write fail with EPIPE. For small bodies.
+pub fn request_in_one_write(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut buf = Vec::new();
+    write_request(&mut buf, method, path, headers, body);
+    let mut stream =
+        UnixStream::connect(socket).unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .unwrap();
+    stream.write_all(&buf).unwrap();
+    read_response(stream)
 }

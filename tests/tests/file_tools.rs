@@ -64,7 +64,9 @@ fn grep(sc: &Sidecar, body: Value) -> Value {
 }
 
 fn content(v: &Value) -> &str {
-    v["content"].as_str().unwrap_or_else(|| panic!("no content: {v}"))
+    v["content"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no content: {v}"))
 }
 
 const TRUNCATION_KEYS: [&str; 11] = [
@@ -145,7 +147,11 @@ fn read_offset_and_limit() {
     let sc = Sidecar::start();
     let body: String = (1..=14).map(|i| format!("l{i}\n")).collect();
     put(&sc, "f.txt", &body);
-    let r = ok(&sc, "/read", json!({"path": "f.txt", "offset": 2, "limit": 2}));
+    let r = ok(
+        &sc,
+        "/read",
+        json!({"path": "f.txt", "offset": 2, "limit": 2}),
+    );
     assert_eq!(
         r,
         json!({
@@ -160,7 +166,11 @@ fn read_offset_and_limit() {
     assert_eq!(r["content"], "l13\nl14\n");
     assert_eq!(r["hasMore"], false);
     // A limit that reaches the end exactly.
-    let r = ok(&sc, "/read", json!({"path": "f.txt", "offset": 12, "limit": 3}));
+    let r = ok(
+        &sc,
+        "/read",
+        json!({"path": "f.txt", "offset": 12, "limit": 3}),
+    );
     assert_eq!(r["content"], "l12\nl13\nl14\n");
     assert_eq!(r["hasMore"], false);
     assert!(r.get("truncation").is_none());
@@ -219,7 +229,9 @@ fn read_truncates_at_50kb_keeping_whole_lines() {
     assert_eq!(r["hasMore"], true);
     let text = content(&r);
     assert!(
-        text.ends_with("\n\n[Showing lines 1-512 of 1000 (50.0KB limit). Use offset=513 to continue.]"),
+        text.ends_with(
+            "\n\n[Showing lines 1-512 of 1000 (50.0KB limit). Use offset=513 to continue.]"
+        ),
         "{}",
         &text[text.len() - 200..]
     );
@@ -298,7 +310,10 @@ fn read_errors() {
         "Offset 20 is beyond end of file (3 lines total)"
     );
     assert_eq!(err(&sc, "/read", json!({})), "Missing or invalid path");
-    assert_eq!(err(&sc, "/read", json!({"path": "  "})), "Missing or invalid path");
+    assert_eq!(
+        err(&sc, "/read", json!({"path": "  "})),
+        "Missing or invalid path"
+    );
     let m = err(&sc, "/read", json!({"path": "nope.txt"}));
     assert!(m.contains("No such file") && m.contains("nope.txt"), "{m}");
     let m = err(&sc, "/read", json!({"path": "d"}));
@@ -319,7 +334,10 @@ fn write_creates_parents_and_returns_bytes() {
         "/write",
         json!({"path": "deep/er/new.txt", "content": "hello\n"}),
     );
-    assert_eq!(r, json!({"ok": true, "path": "deep/er/new.txt", "bytes": 6}));
+    assert_eq!(
+        r,
+        json!({"ok": true, "path": "deep/er/new.txt", "bytes": 6})
+    );
     assert_eq!(
         std::fs::read_to_string(dir(&sc).join("deep/er/new.txt")).unwrap(),
         "hello\n"
@@ -373,7 +391,10 @@ fn multibyte_content_survives_write_then_read() {
     assert_eq!(r["bytes"], text.len());
     let r = ok(&sc, "/read", json!({"path": "u.txt"}));
     assert_eq!(r["content"], text.as_str());
-    assert_eq!(std::fs::read_to_string(dir(&sc).join("u.txt")).unwrap(), text);
+    assert_eq!(
+        std::fs::read_to_string(dir(&sc).join("u.txt")).unwrap(),
+        text
+    );
 }
 
 /// The original decoded each request chunk on its own, so a character split between
@@ -460,10 +481,7 @@ fn write_is_atomic_under_concurrent_readers() {
                 let r = ok(&sc, "/read", json!({"path": "big.txt"}));
                 assert_eq!(r["totalLines"], SIZE / 100, "whole file counted");
                 let shown = r["truncation"]["content"].as_str().unwrap();
-                assert!(
-                    versions.iter().any(|v| v.starts_with(shown)),
-                    "torn /read"
-                );
+                assert!(versions.iter().any(|v| v.starts_with(shown)), "torn /read");
                 reads += 1;
             }
             reads
@@ -562,7 +580,11 @@ fn edit_errors_leave_the_file_alone() {
     );
     assert!(m.starts_with("No changes made to f.txt."), "{m}");
     assert_eq!(
-        err(&sc, "/edit", json!({"path": "f.txt", "oldText": "", "newText": "x"})),
+        err(
+            &sc,
+            "/edit",
+            json!({"path": "f.txt", "oldText": "", "newText": "x"})
+        ),
         "Missing or invalid oldText"
     );
     assert_eq!(
@@ -604,7 +626,10 @@ fn ls_sorts_case_insensitively_with_dir_suffix_and_dotfiles() {
     );
     // Explicit path, and ".".
     put(&sc, "c/inner.txt", "");
-    assert_eq!(ok(&sc, "/ls", json!({"path": "c"})), json!({"output": "inner.txt"}));
+    assert_eq!(
+        ok(&sc, "/ls", json!({"path": "c"})),
+        json!({"output": "inner.txt"})
+    );
     assert_eq!(ok(&sc, "/ls", json!({"path": "."})), r);
     // Empty directory.
     assert_eq!(
@@ -727,15 +752,31 @@ fn find_path_globs_match_relative_paths() {
         ["src/lib.rs"]
     );
     assert_eq!(
-        files(&ok(&sc, "/find", json!({"pattern": "*/mod.rs", "path": "src"}))),
+        files(&ok(
+            &sc,
+            "/find",
+            json!({"pattern": "*/mod.rs", "path": "src"})
+        )),
         ["a/mod.rs"]
     );
     assert_eq!(
         files(&ok(&sc, "/find", json!({"pattern": "**/*.rs"}))),
-        [".dot.rs", ".hidden/h.rs", "main.rs", "src/a/mod.rs", "src/lib.rs", "vendor/v.rs"]
+        [
+            ".dot.rs",
+            ".hidden/h.rs",
+            "main.rs",
+            "src/a/mod.rs",
+            "src/lib.rs",
+            "vendor/v.rs"
+        ]
     );
     // `*` does not cross `/`.
-    assert!(files(&ok(&sc, "/find", json!({"pattern": "*/lib.rs", "path": "."}))).contains(&"src/lib.rs".to_string()));
+    assert!(files(&ok(
+        &sc,
+        "/find",
+        json!({"pattern": "*/lib.rs", "path": "."})
+    ))
+    .contains(&"src/lib.rs".to_string()));
     assert!(files(&ok(&sc, "/find", json!({"pattern": "*/mod.rs"}))).is_empty());
 }
 
@@ -763,7 +804,11 @@ fn find_honours_ignore_files_and_includes_hidden() {
     put(&sc, "vendor/.gitignore", "*.rs\n!keep.rs\n");
     put(&sc, "vendor/keep.rs", "");
     assert_eq!(
-        files(&ok(&sc, "/find", json!({"pattern": "*.rs", "path": "vendor"}))),
+        files(&ok(
+            &sc,
+            "/find",
+            json!({"pattern": "*.rs", "path": "vendor"})
+        )),
         ["keep.rs"]
     );
 }
@@ -777,7 +822,13 @@ fn find_limit_truncates_sorted_output() {
     let r = ok(&sc, "/find", json!({"pattern": "*.txt", "limit": 5}));
     assert_eq!(
         files(&r),
-        ["d0/f00.txt", "d0/f03.txt", "d0/f06.txt", "d0/f09.txt", "d1/f01.txt"]
+        [
+            "d0/f00.txt",
+            "d0/f03.txt",
+            "d0/f06.txt",
+            "d0/f09.txt",
+            "d1/f01.txt"
+        ]
     );
     assert_eq!(r["truncated"], true);
     assert_eq!(r["limit"], 5);
@@ -889,10 +940,12 @@ fn grep_limit_notice() {
     put(&sc, "many.txt", many);
     let r = grep(&sc, json!({"pattern": "hit", "path": "many.txt"}));
     let text = content(&r);
-    assert_eq!(text.lines().filter(|l| l.starts_with("many.txt:")).count(), 100);
-    assert!(text.ends_with(
-        "\n\n[100 matches limit reached. Use limit=200 for more, or refine pattern]"
-    ));
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("many.txt:")).count(),
+        100
+    );
+    assert!(text
+        .ends_with("\n\n[100 matches limit reached. Use limit=200 for more, or refine pattern]"));
     assert_eq!(r["details"]["matchLimitReached"], 100);
 }
 
@@ -902,21 +955,33 @@ fn grep_options_ignore_case_literal_glob() {
     grep_tree(&sc);
     put(&sc, "g/lit.txt", "a.b\naxb\n(x)\n");
     // ignoreCase.
-    let r = grep(&sc, json!({"pattern": "FOO$", "path": "g/sub", "ignoreCase": true}));
+    let r = grep(
+        &sc,
+        json!({"pattern": "FOO$", "path": "g/sub", "ignoreCase": true}),
+    );
     assert_eq!(content(&r), "y.md:1: Foo\ny.md:2: foo");
     let r = grep(&sc, json!({"pattern": "FOO$", "path": "g/sub"}));
     assert_eq!(content(&r), "No matches found");
     // literal vs regex.
     let r = grep(&sc, json!({"pattern": "a.b", "path": "g/lit.txt"}));
     assert_eq!(content(&r), "g/lit.txt:1: a.b\ng/lit.txt:2: axb");
-    let r = grep(&sc, json!({"pattern": "a.b", "path": "g/lit.txt", "literal": true}));
+    let r = grep(
+        &sc,
+        json!({"pattern": "a.b", "path": "g/lit.txt", "literal": true}),
+    );
     assert_eq!(content(&r), "g/lit.txt:1: a.b");
-    let r = grep(&sc, json!({"pattern": "(x)", "path": "g/lit.txt", "literal": true}));
+    let r = grep(
+        &sc,
+        json!({"pattern": "(x)", "path": "g/lit.txt", "literal": true}),
+    );
     assert_eq!(content(&r), "g/lit.txt:3: (x)");
     // glob: name at any depth, negation.
     let r = grep(&sc, json!({"pattern": "foo", "path": "g", "glob": "*.md"}));
     assert_eq!(content(&r), "sub/y.md:2: foo");
-    let r = grep(&sc, json!({"pattern": "foo", "path": "g", "glob": "!*.txt"}));
+    let r = grep(
+        &sc,
+        json!({"pattern": "foo", "path": "g", "glob": "!*.txt"}),
+    );
     assert_eq!(content(&r), ".hid:1: foo hidden\nsub/y.md:2: foo");
 }
 
@@ -924,7 +989,7 @@ fn grep_options_ignore_case_literal_glob() {
 fn grep_skips_binary_and_ignored_files_and_says_no_matches() {
     let sc = Sidecar::start();
     grep_tree(&sc);
-    let r = grep(&sc, json!({"pattern": "binary|ignored", "path": "g"}));
+    let r = grep(&sc, json!({"pattern": "binary|foo ignored", "path": "g"}));
     assert_eq!(r, json!({"content": "No matches found"}));
     let r = grep(&sc, json!({"pattern": "zzz_nothing"}));
     assert_eq!(r, json!({"content": "No matches found"}));
@@ -933,7 +998,11 @@ fn grep_skips_binary_and_ignored_files_and_says_no_matches() {
 #[test]
 fn grep_cuts_long_lines() {
     let sc = Sidecar::start();
-    put(&sc, "long.txt", format!("needle {}\nshort needle\n", "é".repeat(700)));
+    put(
+        &sc,
+        "long.txt",
+        format!("needle {}\nshort needle\n", "é".repeat(700)),
+    );
     let r = grep(&sc, json!({"pattern": "needle", "path": "long.txt"}));
     let text = content(&r);
     let first = text.lines().next().unwrap();
@@ -946,26 +1015,44 @@ fn grep_cuts_long_lines() {
         .unwrap();
     assert_eq!(shown.chars().count(), 500);
     assert!(text.contains("\nlong.txt:2: short needle\n"));
-    assert!(text.ends_with("\n\n[Some lines truncated to 500 chars. Use read tool to see full lines]"));
+    assert!(
+        text.ends_with("\n\n[Some lines truncated to 500 chars. Use read tool to see full lines]")
+    );
     assert_eq!(r["details"], json!({"linesTruncated": true}));
 }
 
 #[test]
 fn grep_output_capped_at_50kb() {
     let sc = Sidecar::start();
-    let body: String = (0..2000).map(|i| format!("match {i:04} {}\n", "x".repeat(60))).collect();
+    let body: String = (0..2000)
+        .map(|i| format!("match {i:04} {}\n", "x".repeat(60)))
+        .collect();
     put(&sc, "m.txt", body);
-    let r = grep(&sc, json!({"pattern": "match", "path": "m.txt", "limit": 5000}));
+    let r = grep(
+        &sc,
+        json!({"pattern": "match", "path": "m.txt", "limit": 5000}),
+    );
     let text = content(&r);
-    assert!(text.ends_with("\n\n[50KB limit reached]"), "{}", &text[text.len() - 80..]);
+    assert!(
+        text.ends_with("\n\n[50KB limit reached]"),
+        "{}",
+        &text[text.len() - 80..]
+    );
     let t = &r["details"]["truncation"];
     assert_truncation_shape(t);
     assert_eq!(t["truncatedBy"], "bytes");
     assert!(t["outputBytes"].as_u64().unwrap() <= 51200);
-    assert!(r["details"].get("matchLimitReached").is_none(), "{}", r["details"]);
+    assert!(
+        r["details"].get("matchLimitReached").is_none(),
+        "{}",
+        r["details"]
+    );
     // Whole lines only.
     for l in t["content"].as_str().unwrap().lines() {
-        assert!(l.starts_with("m.txt:") && l.ends_with(&"x".repeat(60)), "{l}");
+        assert!(
+            l.starts_with("m.txt:") && l.ends_with(&"x".repeat(60)),
+            "{l}"
+        );
     }
 }
 
@@ -1028,15 +1115,24 @@ fn symlink_escapes_are_refused() {
     refused("/find", json!({"pattern": "*", "path": "linkdir"}));
     refused("/grep", json!({"pattern": "root", "path": "leak"}));
     refused("/grep", json!({"pattern": "root", "path": "linkdir"}));
-    refused("/grep", json!({"pattern": "root", "path": "linkdir/passwd"}));
+    refused(
+        "/grep",
+        json!({"pattern": "root", "path": "linkdir/passwd"}),
+    );
 
     // Walks do not follow them either; ls lists them as names only.
     assert_eq!(
         ok(&sc, "/grep", json!({"pattern": "root"})),
         json!({"content": "No matches found"})
     );
-    assert_eq!(files(&ok(&sc, "/find", json!({"pattern": "*"}))), Vec::<String>::new());
-    assert_eq!(files(&ok(&sc, "/find", json!({"pattern": "passwd"}))), Vec::<String>::new());
+    assert_eq!(
+        files(&ok(&sc, "/find", json!({"pattern": "*"}))),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        files(&ok(&sc, "/find", json!({"pattern": "passwd"}))),
+        Vec::<String>::new()
+    );
     assert_eq!(
         ok(&sc, "/ls", json!({})),
         json!({"output": "leak\nlinkdir\nrootlink"})
@@ -1078,7 +1174,11 @@ fn dotdot_and_foreign_absolute_paths_are_refused() {
             "{p}: {m}"
         );
         err(&sc, "/write", json!({"path": p, "content": "pwned"}));
-        err(&sc, "/edit", json!({"path": p, "oldText": "secret", "newText": "x"}));
+        err(
+            &sc,
+            "/edit",
+            json!({"path": p, "oldText": "secret", "newText": "x"}),
+        );
         err(&sc, "/grep", json!({"pattern": "secret", "path": p}));
     }
     for p in ["..", "../other", "/etc", "/"] {
@@ -1117,7 +1217,10 @@ fn absolute_paths_inside_the_session_are_accepted() {
     );
     assert_eq!(std::fs::read_to_string(&abs).unwrap(), "two\n");
     let d = dir(&sc).join("abs").to_string_lossy().into_owned();
-    assert_eq!(ok(&sc, "/ls", json!({"path": d})), json!({"output": "dir/"}));
+    assert_eq!(
+        ok(&sc, "/ls", json!({"path": d})),
+        json!({"output": "dir/"})
+    );
     assert_eq!(
         files(&ok(&sc, "/find", json!({"pattern": "*.txt", "path": d}))),
         ["dir/f.txt"]

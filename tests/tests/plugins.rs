@@ -7,12 +7,14 @@
 //! Run after `make build`: `cargo test --release -p sidecar-tests --test plugins`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 use sidecar_tests::*;
 use tempfile::TempDir;
+
+mod hand_made;
+use hand_made::describing;
 
 // ---------------------------------------------------------------------------------
 // Fixtures
@@ -135,7 +137,10 @@ fn assert_contained(s: &Sidecar, behavior: &str, status: u16, needles: &[&str]) 
         "{behavior}: the error must name the plugin: {message}"
     );
     for n in needles {
-        assert!(message.contains(n), "{behavior}: expected {n:?} in {message:?}");
+        assert!(
+            message.contains(n),
+            "{behavior}: expected {n:?} in {message:?}"
+        );
     }
     assert_serves_bash(s);
     message
@@ -156,7 +161,9 @@ fn looping_plan_hits_the_time_limit_while_other_plugins_serve() {
             "POST",
             "/execute",
             &[("content-type", "application/json")],
-            json!({"language": "h-loop", "code": ""}).to_string().as_bytes(),
+            json!({"language": "h-loop", "code": ""})
+                .to_string()
+                .as_bytes(),
         );
         (r.status, r.json(), started.elapsed())
     });
@@ -197,7 +204,9 @@ fn several_looping_plans_at_once_each_return_at_the_limit() {
                     "POST",
                     "/execute",
                     &[("content-type", "application/json")],
-                    json!({"language": "h-loop", "code": ""}).to_string().as_bytes(),
+                    json!({"language": "h-loop", "code": ""})
+                        .to_string()
+                        .as_bytes(),
                 );
                 (r.status, r.json())
             })
@@ -396,10 +405,95 @@ fn malformed_files_are_refused_at_load_and_the_others_still_serve() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.lines().any(|l| l.starts_with("bash ")), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("hostile ")), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("hostile ")),
+        "{stdout}"
+    );
     for (name, _, _) in &bad {
         assert!(stderr.contains(name), "{name}: {stderr}");
     }
+}
+
+/// Plugins whose `describe()` misbehaves, and the message each is refused with.
+fn bad_describers() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    vec![
+        (
+            "describe-loop.wasm",
+            describing("(loop $l (br $l)) (unreachable)"),
+            "describe() failed: ran past its time limit",
+        ),
+        (
+            "describe-trap.wasm",
+            describing("(unreachable)"),
+            "describe() failed: trapped",
+        ),
+        (
+            "describe-oom.wasm",
+            describing(
+                "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) (i32.const 0)",
+            ),
+            "describe() failed: ran past its memory limit",
+        ),
+        (
+            "describe-bad-pointer.wasm",
+            describing("(i32.const -8)"),
+            "describe() failed: pointer out of bounds",
+        ),
+        (
+            "describe-empty.wasm",
+            describing("(i32.const 0)"),
+            "describe() returned the plugin name ``",
+        ),
+    ]
+}
+
+#[test]
+fn plugins_misbehaving_in_describe_are_refused_at_load() {
+    let bad = bad_describers();
+    // `sidecar plugin check`: each refused with its reason, the loop at the time limit.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes, expected) in &bad {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let started = Instant::now();
+        let out = run_cli(&["plugin", "check", path.to_str().unwrap()], &[]);
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(stderr.contains(name), "{name}: {stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(took < Duration::from_secs(5), "{name}: {took:?}");
+    }
+    // A server with them all starts (after the looping one's time limit), lists each
+    // error, and serves the good plugins.
+    let extra: Vec<(&str, Vec<u8>)> = bad.iter().map(|(n, b, _)| (*n, b.clone())).collect();
+    let plugins = plugin_dir(&["template", "hostile"], &extra);
+    let config = tempfile::tempdir().unwrap();
+    let s = Sidecar::start_with(Options {
+        env: vec![("SIDECAR_PLUGIN_TIMEOUT_MS".into(), "500".into())],
+        plugins_dir: Some(plugins.path().to_path_buf()),
+        languages: Some(write_toml(config.path(), BASH)),
+        ..Options::default()
+    });
+    let (_, v) = s.get("/languages");
+    let errors = v["pluginErrors"].as_array().unwrap();
+    assert_eq!(errors.len(), bad.len(), "{v:#}");
+    for (name, _, expected) in &bad {
+        let e = errors
+            .iter()
+            .find(|e| e["file"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("no error for {name}: {v:#}"));
+        assert!(e["error"].as_str().unwrap().contains(expected), "{e}");
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["error"].as_str().unwrap().contains("time limit of 500ms")),
+        "{v:#}"
+    );
+    assert_serves_bash(&s);
+    let (status, v) = execute(&s, "hostile", "");
+    assert_eq!(status, 200, "{v}");
 }
 
 #[test]
@@ -424,7 +518,10 @@ fn two_plugins_serving_one_language_first_by_file_name_wins_with_a_warning() {
     ] {
         let plugins = plugin_dir(
             &["template"],
-            &[("b-hostile.wasm", second.clone()), ("a-hostile.wasm", first.clone())],
+            &[
+                ("b-hostile.wasm", second.clone()),
+                ("a-hostile.wasm", first.clone()),
+            ],
         );
         let config = tempfile::tempdir().unwrap();
         let s = Sidecar::start_with(Options {
@@ -441,7 +538,10 @@ fn two_plugins_serving_one_language_first_by_file_name_wins_with_a_warning() {
             .unwrap_or_else(|| panic!("{v:#}"))
             .clone();
         assert!(
-            lang["pluginFile"].as_str().unwrap().ends_with("/a-hostile.wasm"),
+            lang["pluginFile"]
+                .as_str()
+                .unwrap()
+                .ends_with("/a-hostile.wasm"),
             "{lang}"
         );
         assert_eq!(lang["pluginSha256"], winner_sha.as_str(), "{lang}");
@@ -469,32 +569,20 @@ fn two_plugins_serving_one_language_first_by_file_name_wins_with_a_warning() {
 
 /// Starts `sidecar serve` expecting it to refuse: returns its stderr.
 fn serve_refuses(plugins: &Path, languages: &Path) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("s.sock");
-    let mut child = Command::new(binary())
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("SOCKET_PATH", &socket)
-        .env("WORKSPACE_ROOT", dir.path().join("ws"))
-        .env("SIDECAR_SCRATCH_DIR", dir.path().join("scratch"))
-        .env("SIDECAR_PLUGINS_DIR", plugins)
-        .env("SIDECAR_LANGUAGES", languages)
-        .env("SIDECAR_CACHE_DIR", repo().join("target/test-cache"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
-        .spawn()
-        .unwrap();
-    let status = wait_until(Duration::from_secs(30), || child.try_wait().unwrap());
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("serve did not refuse to start within 30 s");
+    let dir = test_dir();
+    let opts = Options {
+        plugins_dir: Some(plugins.to_path_buf()),
+        languages: Some(languages.to_path_buf()),
+        ..Options::default()
     };
-    let stderr = std::fs::read_to_string(dir.path().join("err")).unwrap();
+    let status = run_until_exit(serve_command(dir.path(), &opts), Duration::from_secs(30))
+        .expect("serve did not refuse to start within 30 s");
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
     assert!(!status.success(), "serve exited 0: {stderr}");
-    assert!(!socket.exists(), "serve listened: {stderr}");
+    assert!(
+        !dir.path().join("run/sidecar.sock").exists(),
+        "serve listened: {stderr}"
+    );
     stderr
 }
 
@@ -558,12 +646,18 @@ fn invalid_languages_toml_is_refused_naming_file_table_and_field() {
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: accepted\n{stderr}");
-        assert!(stderr.contains(&path.display().to_string()), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "{name}: {stderr}"
+        );
         for n in *needles {
             assert!(stderr.contains(n), "{name}: expected {n:?} in {stderr}");
         }
         let stderr = serve_refuses(plugins.path(), &path);
-        assert!(stderr.contains(&path.display().to_string()), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "{name}: {stderr}"
+        );
         for n in *needles {
             assert!(stderr.contains(n), "{name}: expected {n:?} in {stderr}");
         }
@@ -624,7 +718,10 @@ timeout_multiplier = 0.25
     assert_eq!(get("PYTHONUNBUFFERED"), Some("0"), "{env:?}");
     assert_eq!(get("PYTHONDONTWRITEBYTECODE"), Some("1"), "{env:?}");
     assert_eq!(plan["settings"]["timeout_multiplier"], 0.25, "{plan:#}");
-    assert_eq!(plan["settings"]["name"], "Python", "defaults kept: {plan:#}");
+    assert_eq!(
+        plan["settings"]["name"], "Python",
+        "defaults kept: {plan:#}"
+    );
 
     // The same, live.
     let s = Sidecar::start_with(Options {
@@ -800,7 +897,11 @@ fn render(plan: &Value) -> String {
             out.push_str(&format!("  cwd {cwd}\n"));
         }
         for pair in c["env"].as_array().unwrap() {
-            out.push_str(&format!("  env {}={}\n", pair[0].as_str().unwrap(), word(&pair[1])));
+            out.push_str(&format!(
+                "  env {}={}\n",
+                pair[0].as_str().unwrap(),
+                word(&pair[1])
+            ));
         }
     };
     let mut out = String::new();
@@ -809,10 +910,16 @@ fn render(plan: &Value) -> String {
             "file {}/{}{}\n",
             f["location"].as_str().unwrap(),
             f["path"].as_str().unwrap(),
-            if f["executable"] == true { " (executable)" } else { "" }
+            if f["executable"] == true {
+                " (executable)"
+            } else {
+                ""
+            }
         ));
         for line in f["content"].as_str().unwrap().lines() {
-            out.push_str(&format!("  | {line}\n"));
+            // Trailing blanks dropped, so goldens have none.
+            out.push_str(format!("  | {line}").trim_end());
+            out.push('\n');
         }
     }
     for c in plan["compile"].as_array().unwrap() {
@@ -844,9 +951,9 @@ fn assert_plan(file_name: &str, language: Option<&str>, code: &str, golden: &str
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let actual = render(&v["plan"]);
     let golden: String = golden
-        .trim_matches('\n')
+        .trim()
         .lines()
-        .map(|l| l.strip_prefix("        ").unwrap_or(l))
+        .map(|l| l.trim_end().strip_prefix("        ").unwrap_or(l.trim()))
         .map(|l| format!("{l}\n"))
         .collect();
     assert_eq!(
@@ -914,13 +1021,13 @@ fn go_builds_in_module_mode() {
         r#"
         file scratch/mod/main.go
           | package main
-          | 
+          |
           | import "fmt"
-          | 
+          |
           | func main() { fmt.Println(1) }
         file scratch/mod/go.mod
           | module main
-          | 
+          |
           | go 1.18
         compile go build -o /tmp/sidecar/exec-0/main .
           cwd /tmp/sidecar/exec-0/mod
@@ -995,7 +1102,13 @@ fn plugin_check_describes_every_built_plugin() {
         }
         assert!(!langs.is_empty(), "{stem} describes no language: {v}");
         for l in langs {
-            for field in ["code", "name", "file_extension", "code_filename", "run_command"] {
+            for field in [
+                "code",
+                "name",
+                "file_extension",
+                "code_filename",
+                "run_command",
+            ] {
                 assert!(
                     !l[field].as_str().unwrap_or_default().is_empty(),
                     "{stem}: empty {field}: {l}"

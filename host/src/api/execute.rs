@@ -79,11 +79,22 @@ pub async fn execute(
     };
     let (language, request) = prepared;
     let code = language.settings.code.clone();
+    let started = std::time::Instant::now();
     let result = state.executor.execute(&language, request).await;
     let tag = LanguageTag(code.clone());
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
+            let plugin_outcome = match &e {
+                ExecuteError::Rejected(_) => Some("refused"),
+                ExecuteError::PluginFailed(_) => Some("failed"),
+                _ => None,
+            };
+            if let Some(outcome) = plugin_outcome {
+                state
+                    .metrics
+                    .plugin_call(&language.plugin.info.name, outcome, started.elapsed());
+            }
             let (status, retry) = match &e {
                 ExecuteError::Busy => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
                 ExecuteError::MissingProgram(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
@@ -146,6 +157,13 @@ fn prepare(
     body: Value,
 ) -> Result<(std::sync::Arc<crate::plugins::Language>, ExecuteRequest), ApiError> {
     let (session, req): (_, ExecuteBody) = session_and_request(state, body)?;
+    // A NUL byte cannot be passed to a program: the caller's fault (400), not the
+    // plugin's (its plan would be refused as invalid, a 500 naming the plugin).
+    if let Some(i) = req.args.iter().position(|a| a.contains('\0')) {
+        return Err(ApiError::bad_request(format!(
+            "`args[{i}]` contains a NUL byte, which no program can receive"
+        )));
+    }
     let name = language_name(state, req.language)?;
     let registry = state.registry();
     let language = registry.resolve(&name).ok_or_else(|| {

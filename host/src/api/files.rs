@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ApiError, SharedState};
-use crate::workspace::Session;
+use crate::workspace::{Session, ToolError, ToolErrorKind};
 
 #[derive(Deserialize)]
 pub struct SessionQuery {
@@ -28,6 +28,17 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(format!("file operation panicked: {e}")))?
+}
+
+/// The runner's statuses for a path: 404 when it is missing, 403 when it escapes the
+/// session or goes through a symlink (the file tools answer 400 for both).
+fn path_error(e: ToolError) -> ApiError {
+    let status = match e.kind {
+        ToolErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ToolErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        _ => return e.into(),
+    };
+    ApiError::new(status, e.message)
 }
 
 fn session(state: &SharedState, q: &SessionQuery) -> Result<Session, ApiError> {
@@ -100,7 +111,7 @@ pub async fn upload(
 /// Lists regular files under `dir` (relative to the session), recursively, never
 /// following symlinks.
 fn listing(session: &Session, rel: &str) -> Result<Vec<Value>, ApiError> {
-    let root = session.walk_root(rel)?;
+    let root = session.walk_root(rel).map_err(path_error)?;
     let mut out = Vec::new();
     let mut stack = vec![(root.path().to_path_buf(), String::new())];
     while let Some((dir, prefix)) = stack.pop() {
@@ -152,12 +163,12 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     blocking(move || {
         let session = session(&state, &q)?;
-        let meta = session.metadata(&path)?;
+        let meta = session.metadata(&path).map_err(path_error)?;
         if meta.is_dir() {
             let files = listing(&session, &path)?;
             return Ok(Json(json!({ "ok": true, "path": path, "files": files })).into_response());
         }
-        let mut file = session.open_read(&path)?;
+        let mut file = session.open_read(&path).map_err(path_error)?;
         let mut data = Vec::with_capacity(meta.len() as usize);
         file.read_to_end(&mut data)
             .map_err(|e| ApiError::internal(format!("cannot read {path}: {e}")))?;
@@ -188,7 +199,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     blocking(move || {
         let session = session(&state, &q)?;
-        session.remove_file(&path)?;
+        session.remove_file(&path).map_err(path_error)?;
         Ok(Json(json!({ "ok": true, "deleted": path })).into_response())
     })
     .await

@@ -18,8 +18,33 @@ use crate::plugins::{PluginSet, Registry};
 /// How often the files are looked at.
 pub const POLL: Duration = Duration::from_millis(100);
 
+/// What identifies a version of one watched file: size, mtime, and the inode and its
+/// change time, so that a file renamed over another, or rewritten with its mtime
+/// preserved (`cp -p`, `rsync -t`, an unpacked archive), is a change even when size
+/// and mtime are equal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Version {
+    size: u64,
+    mtime: Option<SystemTime>,
+    inode: (u64, u64),
+    ctime: (i64, i64),
+}
+
+impl Version {
+    fn of(path: &Path) -> Option<Version> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Version {
+            size: meta.len(),
+            mtime: meta.modified().ok(),
+            inode: (meta.dev(), meta.ino()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+}
+
 /// What identifies a version of the watched files.
-type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+type Fingerprint = Vec<(PathBuf, Option<Version>)>;
 
 fn fingerprint(dir: &Path, languages: &Path) -> Fingerprint {
     let mut out: Fingerprint = std::fs::read_dir(dir)
@@ -29,19 +54,12 @@ fn fingerprint(dir: &Path, languages: &Path) -> Fingerprint {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
         .map(|p| {
-            let meta = std::fs::metadata(&p).ok();
-            let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
-            let mtime = meta.and_then(|m| m.modified().ok());
-            (p, size, mtime)
+            let version = Version::of(&p);
+            (p, version)
         })
         .collect();
     out.sort();
-    let meta = std::fs::metadata(languages).ok();
-    out.push((
-        languages.to_path_buf(),
-        meta.as_ref().map(|m| m.len()).unwrap_or(0),
-        meta.and_then(|m| m.modified().ok()),
-    ));
+    out.push((languages.to_path_buf(), Version::of(languages)));
     out
 }
 

@@ -131,7 +131,7 @@ fn check_command(c: &PlanCommand, what: &str) -> Result<(), String> {
     match c.argv.first() {
         None => {
             return Err(format!(
-                "the {what} has an empty argv: give at least the program name"
+                "the {what} has an empty argv: put the program to start in argv[0] (it is looked up on the command's PATH) and its arguments after it"
             ))
         }
         Some(p) if p.is_empty() => {
@@ -162,4 +162,31 @@ fn check_command(c: &PlanCommand, what: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(env: &[(&str, &str)]) -> Plan {
+        Plan {
+            files: Vec::new(),
+            compile: Vec::new(),
+            run: PlanCommand {
+                argv: vec!["true".into()],
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                cwd: None,
+            },
+        }
+    }
+
+    #[test]
+    fn nul_in_an_environment_value_is_an_invalid_plan() {
+        assert!(plan(&[("A", "1")]).validate().is_ok());
+        let e = plan(&[("A", "a\0b")]).validate().unwrap_err();
+        assert!(e.contains("`A`") && e.contains("NUL"), "{e}");
+    }
 }

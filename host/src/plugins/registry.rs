@@ -49,6 +49,10 @@ pub struct PluginSet {
     pub plugins: Vec<Arc<Plugin>>,
     /// Files that could not be loaded.
     pub errors: Vec<LoadError>,
+    /// The sha256 of each file that failed, so an unchanged bad file is not loaded
+    /// again on every reload (a plugin whose `describe()` hangs would cost a full
+    /// plugin timeout each time).
+    failed: Vec<(PathBuf, String)>,
 }
 
 impl PluginSet {
@@ -72,18 +76,34 @@ impl PluginSet {
         };
         files.sort();
         for path in files {
-            if let Some(old) = previous.and_then(|p| p.unchanged(&path)) {
-                set.plugins.push(old);
-                continue;
+            let sha = previous.and_then(|_| file_sha256(&path));
+            let known_good = previous.and_then(|p| p.plugins.iter().find(|p| p.path == path));
+            if let (Some(old), Some(sha)) = (known_good, &sha) {
+                if &old.sha256 == sha {
+                    set.plugins.push(old.clone());
+                    continue;
+                }
             }
-            match runtime.load(&path) {
-                Ok(plugin) => set.plugins.push(Arc::new(plugin)),
+            let known_bad = previous.and_then(|p| {
+                let sha = sha.as_ref()?;
+                p.failed.iter().find(|(f, s)| *f == path && s == sha)?;
+                p.errors
+                    .iter()
+                    .find(|e| e.file == path.display().to_string())
+            });
+            let result = match known_bad {
+                Some(e) => Err(e.clone()),
+                None => runtime.load(&path).map(Arc::new),
+            };
+            match result {
+                Ok(plugin) => set.plugins.push(plugin),
                 Err(e) => {
                     // A bad replacement of a good plugin keeps the good one in force.
-                    if let Some(old) =
-                        previous.and_then(|p| p.plugins.iter().find(|p| p.path == path))
-                    {
+                    if let Some(old) = known_good {
                         set.plugins.push(old.clone());
+                    }
+                    if let Some(sha) = sha.or_else(|| file_sha256(&path)) {
+                        set.failed.push((path.clone(), sha));
                     }
                     set.errors.push(e);
                 }
@@ -91,13 +111,12 @@ impl PluginSet {
         }
         set
     }
+}
 
-    fn unchanged(&self, path: &Path) -> Option<Arc<Plugin>> {
-        let plugin = self.plugins.iter().find(|p| p.path == path)?;
-        let bytes = std::fs::read(path).ok()?;
-        use sha2::Digest;
-        (hex::encode(sha2::Sha256::digest(&bytes)) == plugin.sha256).then(|| plugin.clone())
-    }
+fn file_sha256(path: &Path) -> Option<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).ok()?;
+    Some(hex::encode(sha2::Sha256::digest(&bytes)))
 }
 
 /// The languages being served.

@@ -128,11 +128,14 @@ mod tests {{
         (
             "README.md",
             format!(
-                "# sidecar-plugin-{name}\n\nA sidecar language plugin. Test the plan natively, then build the component:\n\n```sh\ncargo test\nrustup target add wasm32-wasip2\ncargo build --release --target wasm32-wasip2\nsidecar plugin check target/wasm32-wasip2/release/sidecar_plugin_{snake}.wasm\ncp target/wasm32-wasip2/release/sidecar_plugin_{snake}.wasm /path/to/plugins/{name}.wasm\n```\n\nSee docs/plugins.md in the sidecar repository.\n",
+                "# sidecar-plugin-{name}\n\nA sidecar language plugin. Test the plan natively, then build the component:\n\n```sh\ncargo test\nrustup target add wasm32-wasip2\ncargo build --release --target wasm32-wasip2\nsidecar plugin check target/wasm32-wasip2/release/sidecar_plugin_{snake}.wasm\n```\n\nSee the plan the host gets, then install it (a running sidecar picks it up, no restart):\n\n```sh\nmkdir -p plugins && cp target/wasm32-wasip2/release/sidecar_plugin_{snake}.wasm plugins/{name}.wasm\necho 'echo hello' > hello.{name}\nsidecar plan --plugins-dir plugins --languages /dev/null hello.{name}\ncp plugins/{name}.wasm /path/to/the/sidecar/plugins/\n```\n\nSee docs/plugins.md in the sidecar repository.\n",
                 snake = name.replace('-', "_")
             ),
         ),
     ];
+    let files = files
+        .into_iter()
+        .chain([(".gitignore", "/target\n/plugins\n".to_string())]);
     let mut written = Vec::new();
     for (rel, content) in files {
         let path = dir.join(rel);

@@ -95,6 +95,10 @@ pub fn run(session: &Session, req: GrepRequest) -> Result<Value, ToolError> {
     let matcher = RegexMatcherBuilder::new()
         .case_insensitive(req.ignore_case.unwrap_or(false))
         .fixed_strings(req.literal.unwrap_or(false))
+        // Multi-line mode, as ripgrep: the searcher hands the matcher a line *with*
+        // its terminator, so without it `$` would only match at the end of a last
+        // line that has no `\n` (`foo$` missed "foo\n").
+        .multi_line(true)
         // Sets the line terminator too (CRLF: lines end at `\n`, `$` matches before
         // `\r\n`); the searcher must use the same one, or the fast candidate-line
         // search (inner literals) is lost.

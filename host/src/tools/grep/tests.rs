@@ -268,6 +268,17 @@ fn options() {
     )
     .unwrap();
     assert_eq!(content(&v), "crlf:1: one");
+    // `^` and `$` at line ends with LF too, also before the last line.
+    write(&s, "lf", "one\ntwo one\none\n");
+    let v = run(
+        &s,
+        GrepRequest {
+            path: Some("lf".into()),
+            ..req("^one$")
+        },
+    )
+    .unwrap();
+    assert_eq!(content(&v), "lf:1: one\nlf:3: one");
     assert_eq!(
         run(&s, GrepRequest::default()).unwrap_err().message,
         "Missing or invalid pattern"

@@ -1,0 +1,811 @@
+//! POST /execute's contract (the response shape, language selection, timeouts, files,
+//! errors, the output cap, busy refusals), the runner-compatible /files endpoints, and
+//! `sidecar run`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sidecar_tests::{
+    binary, language_available, multipart, plugins_dir, processes_with, repo, timed, unique_marker,
+    Options, Sidecar,
+};
+
+/// Slack over a timeout for the wall time around a request.
+const SLACK: Duration = Duration::from_secs(3);
+
+/// The repository's languages.toml with `extra` appended, in a temporary directory.
+fn languages_with(extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("languages.toml");
+    let mut text = std::fs::read_to_string(repo().join("languages.toml")).unwrap();
+    text.push('\n');
+    text.push_str(extra);
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn error_of(v: &Value) -> String {
+    assert_eq!(v["ok"], false, "{v}");
+    v["error"].as_str().unwrap_or_default().to_string()
+}
+
+/// Every field of a stage, with its type.
+fn assert_stage(stage: &Value) {
+    let fields = [
+        "stdout",
+        "stderr",
+        "exitCode",
+        "signal",
+        "timedOut",
+        "durationMs",
+        "stdoutTruncated",
+        "stderrTruncated",
+    ];
+    let obj = stage
+        .as_object()
+        .unwrap_or_else(|| panic!("not a stage: {stage}"));
+    for f in fields {
+        assert!(obj.contains_key(f), "stage without `{f}`: {stage}");
+    }
+    assert!(stage["stdout"].is_string() && stage["stderr"].is_string());
+    assert!(stage["exitCode"].is_i64() || stage["exitCode"].is_null());
+    assert!(stage["signal"].is_string() || stage["signal"].is_null());
+    assert!(stage["timedOut"].is_boolean());
+    assert!(stage["durationMs"].is_u64());
+    assert!(stage["stdoutTruncated"].is_boolean() && stage["stderrTruncated"].is_boolean());
+}
+
+#[test]
+fn response_has_every_field() {
+    let sc = Sidecar::start();
+    // An interpreted language: no compile stage.
+    let v = sc.execute(&json!({
+        "language": "bash",
+        "code": "echo out; echo err >&2; echo made > new.txt",
+    }));
+    for f in [
+        "ok",
+        "language",
+        "status",
+        "compile",
+        "run",
+        "files",
+        "exit_code",
+        "stdout",
+        "stderr",
+        "execution_time_ms",
+    ] {
+        assert!(v.get(f).is_some(), "no `{f}`: {v:#}");
+    }
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["language"], "bash");
+    assert_eq!(v["status"], "ok");
+    assert!(v["compile"].is_null(), "{v:#}");
+    assert_stage(&v["run"]);
+    assert_eq!(v["run"]["exitCode"], 0);
+    assert!(v["run"]["signal"].is_null());
+    assert_eq!(v["run"]["timedOut"], false);
+    assert_eq!(v["exit_code"], 0);
+    // stderr comes back even when the exit code is 0.
+    assert_eq!(v["stdout"], "out\n");
+    assert_eq!(v["stderr"], "err\n");
+    assert_eq!(v["run"]["stderr"], "err\n");
+    assert!(v["execution_time_ms"].is_u64());
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{v:#}");
+    assert_eq!(files[0]["path"], "new.txt");
+    assert_eq!(files[0]["size"], 5);
+    assert!(files[0]["mtime"].is_string());
+
+    // A compiled language: both stages.
+    if language_available(&sc, "c") {
+        let v = sc.execute(&json!({
+            "language": "c",
+            "code": "#include <stdio.h>\nint main(void) { puts(\"c\"); return 0; }\n",
+        }));
+        assert_eq!(v["status"], "ok", "{v:#}");
+        assert_stage(&v["compile"]);
+        assert_stage(&v["run"]);
+        assert_eq!(v["compile"]["exitCode"], 0);
+        assert_eq!(v["stdout"], "c\n");
+        let total =
+            v["compile"]["durationMs"].as_u64().unwrap() + v["run"]["durationMs"].as_u64().unwrap();
+        assert_eq!(v["execution_time_ms"], total, "{v:#}");
+    }
+}
+
+#[test]
+fn languages_by_code_alias_and_default() {
+    let sc = Sidecar::start();
+    for (name, code) in [("sh", "bash"), ("shell", "bash"), ("bash", "bash")] {
+        let v = sc.execute(&json!({"language": name, "code": "echo $0 >/dev/null; echo hi"}));
+        assert_eq!(v["language"], code, "{name}: {v}");
+        assert_eq!(v["stdout"], "hi\n");
+    }
+    if language_available(&sc, "py") {
+        for name in ["python", "python3", "py"] {
+            let v = sc.execute(&json!({"language": name, "code": "print('py')"}));
+            assert_eq!(v["language"], "py", "{name}: {v}");
+            assert_eq!(v["stdout"], "py\n");
+        }
+    }
+    // Unknown: 400, listing what is available.
+    let (status, v) = sc.post("/execute", &json!({"language": "cobol", "code": "x"}));
+    assert_eq!(status, 400, "{v}");
+    let e = error_of(&v);
+    assert!(e.contains("cobol"), "{e}");
+    for code in ["bash", "py", "c", "java", "rs"] {
+        assert!(e.contains(code), "the error does not list `{code}`: {e}");
+    }
+    // No language and no default: 400 too, listing them.
+    let (status, v) = sc.post("/execute", &json!({"code": "echo hi"}));
+    assert_eq!(status, 400, "{v}");
+    assert!(error_of(&v).contains("bash"), "{v}");
+    // Not even code.
+    let (status, v) = sc.post("/execute", &json!({"language": "bash"}));
+    assert_eq!(status, 400, "{v}");
+    drop(sc);
+
+    // The default from SIDECAR_DEFAULT_LANGUAGE (an alias works too).
+    let sc = Sidecar::start_with(Options {
+        env: vec![("SIDECAR_DEFAULT_LANGUAGE".into(), "shell".into())],
+        ..Options::default()
+    });
+    let v = sc.execute(&json!({"code": "echo default"}));
+    assert_eq!(v["language"], "bash", "{v}");
+    assert_eq!(v["stdout"], "default\n");
+    // A request's own language still wins.
+    let v = sc.execute(&json!({"language": "bash", "code": "echo own"}));
+    assert_eq!(v["stdout"], "own\n");
+    drop(sc);
+
+    // The runner's LANGUAGE variable.
+    let sc = Sidecar::start_with(Options {
+        env: vec![("LANGUAGE".into(), "bash".into())],
+        ..Options::default()
+    });
+    let v = sc.execute(&json!({"code": "echo from-env"}));
+    assert_eq!(v["language"], "bash", "{v}");
+    assert_eq!(v["stdout"], "from-env\n");
+}
+
+#[test]
+fn timeouts_alias_clamp_and_multiplier() {
+    let (_dir, languages) = languages_with(
+        "[languages.slowsh]\nplugin = \"template\"\nfile_extension = \"slowsh\"\n\
+         code_filename = \"code.sh\"\nrun_command = \"bash {file}\"\ntimeout_multiplier = 4.0\n",
+    );
+    let sc = Sidecar::start_with(Options {
+        env: vec![("SIDECAR_MAX_TIMEOUT".into(), "2".into())],
+        languages: Some(languages),
+        ..Options::default()
+    });
+    // `timeout`, the runner's name: exit code 124, status timeout.
+    let m = unique_marker();
+    let (v, took) = timed(|| {
+        sc.execute(
+            &json!({"language": "bash", "code": format!("echo start\nsleep 30.{m}"), "timeout": 1}),
+        )
+    });
+    assert_eq!(v["status"], "timeout", "{v:#}");
+    assert_eq!(v["exit_code"], 124, "{v:#}");
+    assert_eq!(v["run"]["timedOut"], true, "{v:#}");
+    assert_eq!(v["stdout"], "start\n", "{v:#}");
+    let ms = v["run"]["durationMs"].as_u64().unwrap();
+    assert!((1000..2000).contains(&ms), "timed out after {ms} ms");
+    assert!(took < Duration::from_secs(1) + SLACK, "{took:?}");
+    assert!(processes_with(&m).is_empty());
+
+    // Clamped to the maximum (2 s here): 100 s asked, 2 s given.
+    let (v, took) = timed(|| {
+        sc.execute(&json!({"language": "bash", "code": "sleep 30", "timeoutSeconds": 100}))
+    });
+    assert_eq!(v["status"], "timeout", "{v:#}");
+    let ms = v["run"]["durationMs"].as_u64().unwrap();
+    assert!((2000..3000).contains(&ms), "timed out after {ms} ms");
+    assert!(took < Duration::from_secs(2) + SLACK, "{took:?}");
+
+    // The language's multiplier applies after the clamp: 1 s × 4.
+    let code = "sleep 2\necho slept";
+    let v = sc.execute(&json!({"language": "slowsh", "code": code, "timeoutSeconds": 1}));
+    assert_eq!(v["status"], "ok", "the multiplier was not applied: {v:#}");
+    assert_eq!(v["stdout"], "slept\n");
+    let v = sc.execute(&json!({"language": "bash", "code": code, "timeoutSeconds": 1}));
+    assert_eq!(v["status"], "timeout", "{v:#}");
+
+    // Nonsense timeouts mean the default.
+    let v = sc.execute(&json!({"language": "bash", "code": "echo ok", "timeout": 0}));
+    assert_eq!(v["status"], "ok", "{v:#}");
+    let v = sc.execute(&json!({"language": "bash", "code": "echo ok", "timeout": -5}));
+    assert_eq!(v["status"], "ok", "{v:#}");
+}
+
+#[test]
+fn missing_toolchain_is_503_naming_the_program() {
+    let (_dir, languages) = languages_with(
+        "[languages.nope]\nplugin = \"template\"\nname = \"Nope\"\nfile_extension = \"nope\"\n\
+         code_filename = \"x.nope\"\nrun_command = \"no-such-interpreter {file}\"\n",
+    );
+    let sc = Sidecar::start_with(Options {
+        languages: Some(languages),
+        ..Options::default()
+    });
+    let (_, langs) = sc.get("/languages");
+    let nope = langs["languages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["code"] == "nope")
+        .cloned()
+        .unwrap_or_else(|| panic!("nope is not listed: {langs}"));
+    assert_eq!(nope["toolchainAvailable"], false, "{nope}");
+    let r = sc.request(
+        "POST",
+        "/execute",
+        &[("content-type", "application/json")],
+        json!({"language": "nope", "code": "x"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.header("retry-after").is_none(), "not a busy refusal");
+    let e = error_of(&r.json());
+    assert!(e.contains("no-such-interpreter"), "{e}");
+    // The others still work.
+    let v = sc.execute(&json!({"language": "bash", "code": "echo fine"}));
+    assert_eq!(v["stdout"], "fine\n");
+}
+
+#[test]
+fn plugin_rejections_are_422() {
+    let sc = Sidecar::start();
+    let cases = [
+        ("c", ""),
+        ("rs", "   \n"),
+        ("go", "package util\n\nfunc main() {}\n"),
+    ];
+    for (language, code) in cases {
+        if !language_available(&sc, language) {
+            continue;
+        }
+        let (status, v) = sc.post("/execute", &json!({"language": language, "code": code}));
+        assert_eq!(status, 422, "{language} {code:?}: {v}");
+        assert!(!error_of(&v).is_empty());
+    }
+    // Empty code is fine where the language allows it.
+    let v = sc.execute(&json!({"language": "bash", "code": ""}));
+    assert_eq!(v["status"], "ok", "{v}");
+}
+
+#[test]
+fn request_files_utf8_and_base64_and_changes() {
+    let sc = Sidecar::start();
+    if !language_available(&sc, "py") {
+        return;
+    }
+    let bytes: Vec<u8> = vec![0, 1, 2, 0xfe, 0xff, b'\n'];
+    let b64 = "AAEC/v8K";
+    let code = "import os\n\
+                print(list(open('bin.dat', 'rb').read()))\n\
+                print(open('text.txt', encoding='utf-8').read())\n\
+                os.makedirs('results/deep', exist_ok=True)\n\
+                open('results/deep/out.csv', 'w').write('a,b\\n1,2\\n')\n\
+                open('same_size.txt', 'w').write('new\\n')\n";
+    let v = sc.execute(&json!({
+        "language": "py",
+        "code": code,
+        "files": [
+            {"path": "bin.dat", "content": b64, "encoding": "base64"},
+            {"path": "text.txt", "content": "héllo ✓", "encoding": "utf8"},
+            {"path": "same_size.txt", "content": "old\n"},
+            {"path": "data/nested.txt", "content": "nested"},
+        ],
+    }));
+    assert_eq!(v["status"], "ok", "{v:#}");
+    assert_eq!(v["stdout"], format!("{:?}\nhéllo ✓\n", bytes), "{v:#}");
+    assert_eq!(std::fs::read(sc.workspace.join("bin.dat")).unwrap(), bytes);
+    assert_eq!(
+        std::fs::read_to_string(sc.workspace.join("data/nested.txt")).unwrap(),
+        "nested"
+    );
+    let paths: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    // Created (nested) and modified (same size: found by more than its size).
+    assert_eq!(paths, ["results/deep/out.csv", "same_size.txt"], "{v:#}");
+
+    // Invalid base64, and paths that leave the work dir.
+    for file in [
+        json!({"path": "x.bin", "content": "***", "encoding": "base64"}),
+        json!({"path": "../escape.txt", "content": "x"}),
+        json!({"path": "/tmp/abs.txt", "content": "x"}),
+    ] {
+        let (status, v) = sc.post(
+            "/execute",
+            &json!({"language": "py", "code": "pass", "files": [file]}),
+        );
+        assert!(status == 400 || status == 403, "{file}: {status} {v}");
+    }
+    assert!(!sc.workspace.parent().unwrap().join("escape.txt").exists());
+}
+
+#[test]
+fn working_dir_must_stay_inside_the_workspace() {
+    let sc = Sidecar::start();
+    let v = sc.execute(&json!({
+        "language": "bash",
+        "code": "pwd\ncat in.txt\necho out > out.txt",
+        "working_dir": "proj/sub",
+        "files": [{"path": "in.txt", "content": "input\n"}],
+    }));
+    assert_eq!(v["status"], "ok", "{v:#}");
+    let dir = sc.workspace.join("proj/sub");
+    let pwd = v["stdout"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        Path::new(&pwd).canonicalize().unwrap(),
+        dir.canonicalize().unwrap()
+    );
+    assert!(v["stdout"].as_str().unwrap().ends_with("input\n"), "{v:#}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out.txt")).unwrap(),
+        "out\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("in.txt")).unwrap(),
+        "input\n"
+    );
+    assert_eq!(v["files"][0]["path"], "out.txt", "{v:#}");
+    // An absolute path inside the session works too.
+    let abs = sc.workspace.join("proj").display().to_string();
+    let v = sc.execute(&json!({"language": "bash", "code": "ls", "working_dir": abs}));
+    assert_eq!(v["stdout"], "sub\n", "{v:#}");
+
+    // Outside: refused before anything runs.
+    let planted = sc.execute(&json!({"language": "bash", "code": "ln -s /etc etc_link"}));
+    assert_eq!(planted["status"], "ok");
+    for dir in [
+        "../",
+        "../../tmp",
+        "/etc",
+        "/tmp",
+        "etc_link",
+        "etc_link/ssl",
+    ] {
+        let (status, v) = sc.post(
+            "/execute",
+            &json!({"language": "bash", "code": "echo ran > ran.txt; pwd", "working_dir": dir}),
+        );
+        assert!(status == 400 || status == 403, "{dir}: {status} {v}");
+        assert!(!error_of(&v).is_empty());
+    }
+    assert!(!Path::new("/etc/ran.txt").exists());
+    assert!(!sc.workspace.parent().unwrap().join("ran.txt").exists());
+}
+
+#[test]
+fn output_is_capped_per_stream_with_flags() {
+    let sc = Sidecar::start();
+    let cap: usize = 1 << 20;
+    // Exactly the cap: kept whole.
+    let v = sc.execute(&json!({
+        "language": "bash",
+        "code": format!("head -c {cap} /dev/zero | tr '\\0' a"),
+    }));
+    assert_eq!(v["status"], "ok", "{}", v["status"]);
+    assert_eq!(v["stdout"].as_str().unwrap().len(), cap);
+    assert_eq!(v["run"]["stdoutTruncated"], false);
+    // One byte more on stdout, 3 MB on stderr: both cut to the cap, both flagged, and
+    // the program still finished normally.
+    let v = sc.execute(&json!({
+        "language": "bash",
+        "code": format!("head -c {} /dev/zero | tr '\\0' a\nhead -c 3000000 /dev/zero | tr '\\0' b >&2\necho done >&2\nexit 0", cap + 1),
+    }));
+    assert_eq!(v["status"], "ok", "{}", v["status"]);
+    let run = &v["run"];
+    assert_eq!(run["stdoutTruncated"], true);
+    assert_eq!(run["stderrTruncated"], true);
+    assert_eq!(run["stdout"].as_str().unwrap().len(), cap);
+    assert_eq!(run["stderr"].as_str().unwrap().len(), cap);
+    assert_eq!(v["stdout"].as_str().unwrap().len(), cap);
+    assert_eq!(v["stderr"].as_str().unwrap().len(), cap);
+    assert!(run["stderr"].as_str().unwrap().chars().all(|c| c == 'b'));
+    // Multi-byte characters are never cut in half; invalid UTF-8 becomes U+FFFD.
+    let v = sc.execute(&json!({
+        "language": "bash",
+        "code": "yes é | head -c 3000000\nprintf 'x\\377y' >&2",
+    }));
+    let out = v["stdout"].as_str().unwrap();
+    assert!(out.len() <= cap && out.len() > cap - 4, "{}", out.len());
+    assert!(out.chars().all(|c| c == 'é' || c == '\n'));
+    assert_eq!(v["stderr"], "x\u{fffd}y", "{}", v["stderr"]);
+}
+
+#[test]
+fn sessions_are_separate_directories() {
+    let sc = Sidecar::start();
+    let v =
+        sc.execute(&json!({"language": "bash", "code": "echo a > mine.txt", "sessionId": "alpha"}));
+    assert_eq!(v["files"][0]["path"], "mine.txt");
+    let v = sc.execute(&json!({"language": "bash", "code": "ls", "sessionId": "beta"}));
+    assert_eq!(v["stdout"], "", "{v:#}");
+    assert!(sc.workspace.join("alpha/mine.txt").exists());
+    let (status, v) = sc.post(
+        "/execute",
+        &json!({"language": "bash", "code": "ls", "sessionId": "../alpha"}),
+    );
+    assert_eq!(status, 400, "{v}");
+}
+
+/// A raw request's status and body, for the /files endpoints.
+fn raw(sc: &Sidecar, method: &str, path: &str) -> (u16, Vec<u8>, Option<String>) {
+    let r = sc.request(method, path, &[], b"");
+    let disposition = r.header("content-disposition").map(str::to_string);
+    (r.status, r.body, disposition)
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+#[test]
+fn files_endpoints_upload_list_download_delete() {
+    let sc = Sidecar::start();
+    let binary_content: Vec<u8> = (0..=255u8).collect();
+    let (content_type, body) = multipart(&[
+        ("files", Some("data.csv"), b"a,b\n1,2\n"),
+        ("files", Some("some/dir/report.bin"), &binary_content),
+        ("files", Some(".env"), b"SECRET=1\n"),
+        ("comment", None, b"not a file"),
+    ]);
+    let r = sc.request(
+        "POST",
+        "/files?sessionId=s1",
+        &[("content-type", &content_type)],
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let uploaded = v["uploaded"].as_array().unwrap();
+    let names: Vec<&str> = uploaded
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["data.csv", "report.bin"],
+        "basenames, dot-files skipped: {v}"
+    );
+    assert_eq!(uploaded[0]["size"], 8);
+    assert_eq!(uploaded[1]["size"], 256);
+    let session = sc.workspace.join("s1");
+    assert!(uploaded[0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("s1/data.csv"));
+    assert_eq!(
+        std::fs::read(session.join("report.bin")).unwrap(),
+        binary_content
+    );
+    assert!(!session.join(".env").exists());
+    assert!(!session.join("some").exists());
+
+    // Uploaded files are there for code of the same session, which may modify them.
+    if language_available(&sc, "py") {
+        let v = sc.execute(&json!({
+            "language": "py",
+            "sessionId": "s1",
+            "code": "print(open('data.csv').read().count('\\n'))\nopen('data.csv', 'a').write('3,4\\n')\n\
+                     import os\nos.makedirs('out', exist_ok=True)\nopen('out/r.txt', 'w').write('r')\n",
+        }));
+        assert_eq!(v["status"], "ok", "{v:#}");
+        assert_eq!(v["stdout"], "2\n");
+        let changed: Vec<&str> = v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(changed, ["data.csv", "out/r.txt"], "{v:#}");
+    } else {
+        std::fs::create_dir_all(session.join("out")).unwrap();
+        std::fs::write(session.join("out/r.txt"), "r").unwrap();
+    }
+
+    // GET /files: everything, recursively, with sizes.
+    let (status, body, _) = raw(&sc, "GET", "/files?sessionId=s1");
+    assert_eq!(status, 200);
+    let list = json_of(&body);
+    let files = list["files"].as_array().unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"data.csv") && names.contains(&"report.bin"),
+        "{list}"
+    );
+    assert!(names.contains(&"out/r.txt"), "{list}");
+    for f in files {
+        assert!(f["path"].is_string() && f["size"].is_u64(), "{f}");
+    }
+
+    // GET /files/{path}: the bytes, as an attachment.
+    let (status, body, disposition) = raw(&sc, "GET", "/files/report.bin?sessionId=s1");
+    assert_eq!(status, 200);
+    assert_eq!(body, binary_content);
+    assert!(disposition.unwrap().contains("report.bin"));
+    let (status, body, _) = raw(&sc, "GET", "/files/out/r.txt?sessionId=s1");
+    assert_eq!((status, body), (200, b"r".to_vec()));
+    // A directory: a JSON listing.
+    let (status, body, _) = raw(&sc, "GET", "/files/out?sessionId=s1");
+    assert_eq!(status, 200);
+    let listing = json_of(&body);
+    assert!(listing.to_string().contains("r.txt"), "{listing}");
+    // Missing: 404. Escapes: refused.
+    let (status, _, _) = raw(&sc, "GET", "/files/nothere.txt?sessionId=s1");
+    assert_eq!(status, 404);
+    for path in [
+        "/files/../../../../etc/passwd?sessionId=s1",
+        "/files/%2e%2e/%2e%2e/%2e%2e/etc/passwd?sessionId=s1",
+        "/files//etc/passwd?sessionId=s1",
+        "/files/out/../../s2/x?sessionId=s1",
+    ] {
+        let (status, body, _) = raw(&sc, "GET", path);
+        assert!(
+            status == 400 || status == 403 || status == 404,
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(!String::from_utf8_lossy(&body).contains("root:"), "{path}");
+    }
+    let (status, _, _) = raw(&sc, "GET", "/files/%2e%2e/%2e%2e/etc/passwd?sessionId=s1");
+    assert!(
+        status == 400 || status == 403,
+        "an escape is not a missing file: {status}"
+    );
+    // Another session sees none of it.
+    let (status, body, _) = raw(&sc, "GET", "/files/data.csv?sessionId=s2");
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+
+    // DELETE /files/{path}.
+    let (status, body, _) = raw(&sc, "DELETE", "/files/data.csv?sessionId=s1");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json_of(&body)["deleted"], "data.csv");
+    assert!(!session.join("data.csv").exists());
+    let (status, _, _) = raw(&sc, "GET", "/files/data.csv?sessionId=s1");
+    assert_eq!(status, 404);
+    let (status, _, _) = raw(&sc, "DELETE", "/files/data.csv?sessionId=s1");
+    assert_eq!(status, 404);
+    let (status, _, _) = raw(
+        &sc,
+        "DELETE",
+        "/files/%2e%2e/%2e%2e/etc/passwd?sessionId=s1",
+    );
+    assert!(status == 400 || status == 403, "{status}");
+
+    // An upload without files, and the session id as a form field.
+    let (content_type, body) = multipart(&[("comment", None, b"nothing")]);
+    let r = sc.request("POST", "/files", &[("content-type", &content_type)], &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let (content_type, body) =
+        multipart(&[("sessionId", None, b"s3"), ("files", Some("x.txt"), b"x")]);
+    let r = sc.request("POST", "/files", &[("content-type", &content_type)], &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(sc.workspace.join("s3/x.txt").exists());
+}
+
+#[test]
+fn busy_is_503_with_retry_after() {
+    let sc = Sidecar::start_with(Options {
+        env: vec![
+            ("SIDECAR_MAX_CONCURRENT".into(), "1".into()),
+            ("SIDECAR_MAX_QUEUE".into(), "0".into()),
+        ],
+        ..Options::default()
+    });
+    let m = unique_marker();
+    let socket = sc.socket.clone();
+    let code = format!("sleep 3.{m}\necho first");
+    let first = std::thread::spawn(move || {
+        let body = json!({"language": "bash", "code": code});
+        sidecar_tests::request(
+            &socket,
+            "POST",
+            "/execute",
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    });
+    // Wait until the first one runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while processes_with(&m).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first execution never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = sc.request(
+        "POST",
+        "/execute",
+        &[("content-type", "application/json")],
+        json!({"language": "bash", "code": "echo second"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    let retry = r.header("retry-after").expect("a Retry-After header");
+    assert!(retry.parse::<u64>().is_ok_and(|s| s >= 1), "{retry}");
+    assert!(!error_of(&r.json()).is_empty());
+    // /bash shares the limit.
+    let r = sc.request(
+        "POST",
+        "/bash",
+        &[("content-type", "application/json")],
+        json!({"command": "echo third"}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+
+    let first = first.join().unwrap();
+    assert_eq!(first.status, 200);
+    assert_eq!(first.json()["stdout"], "first\n");
+    // Free again.
+    let v = sc.execute(&json!({"language": "bash", "code": "echo again"}));
+    assert_eq!(v["stdout"], "again\n");
+}
+
+/// `sidecar run` with the test plugins and languages.
+fn cli(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(binary())
+        .arg("run")
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SIDECAR_PLUGINS_DIR", plugins_dir())
+        .env("SIDECAR_LANGUAGES", repo().join("languages.toml"))
+        .env("SIDECAR_CACHE_DIR", repo().join("target/test-cache"))
+        .env("SIDECAR_SCRATCH_DIR", dir.join("scratch"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the sidecar binary")
+}
+
+#[test]
+fn cli_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    std::fs::write(
+        d.join("hello.sh"),
+        "echo \"hello $#\"\nfor a in \"$@\"; do echo \"[$a]\"; done\n",
+    )
+    .unwrap();
+    let o = cli(&["hello.sh", "a b", "--flag", "c"], d);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o), "hello 3\n[a b]\n[--flag]\n[c]\n");
+
+    std::fs::write(d.join("exit.sh"), "echo out\necho err >&2\nexit 7\n").unwrap();
+    let o = cli(&["exit.sh"], d);
+    assert_eq!(o.status.code(), Some(7), "{}", err(&o));
+    assert_eq!(out(&o), "out\n");
+    assert!(err(&o).contains("err\n"), "{}", err(&o));
+
+    // --language for a file whose extension says nothing.
+    std::fs::write(d.join("script.txt"), "echo as bash\n").unwrap();
+    let o = cli(&["--language", "bash", "script.txt"], d);
+    assert_eq!(out(&o), "as bash\n", "{}", err(&o));
+    let o = cli(&["script.txt"], d);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("--language"), "{}", err(&o));
+
+    // Timeouts exit with 124.
+    std::fs::write(d.join("slow.sh"), "sleep 30\n").unwrap();
+    let (o, took) = timed(|| cli(&["--timeout", "1", "slow.sh"], d));
+    assert_eq!(o.status.code(), Some(124), "{}", err(&o));
+    assert!(took < Duration::from_secs(1) + SLACK + SLACK, "{took:?}");
+
+    // Python: the language from the extension, stdin from a file, arguments.
+    let probe = Sidecar::start();
+    if language_available(&probe, "py") {
+        std::fs::write(
+            d.join("hello.py"),
+            "import sys\nprint('hello', sys.argv[1:])\nprint(sys.stdin.read().upper(), end='')\nsys.exit(int(sys.argv[-1]))\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("in.txt"), "from stdin\n").unwrap();
+        let o = cli(&["--stdin", "in.txt", "hello.py", "x y", "3"], d);
+        assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+        assert_eq!(out(&o), "hello ['x y', '3']\nFROM STDIN\n");
+        let o = cli(&["hello.py", "0"], d);
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+        assert_eq!(out(&o), "hello ['0']\n");
+    }
+    if language_available(&probe, "c") {
+        std::fs::write(
+            d.join("prog.c"),
+            "#include <stdio.h>\nint main(int c, char **v) { printf(\"%s\\n\", v[1]); return 5; }\n",
+        )
+        .unwrap();
+        let o = cli(&["prog.c", "arg one"], d);
+        assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+        assert_eq!(out(&o), "arg one\n");
+        std::fs::write(d.join("bad.c"), "int main(void) { return nope; }\n").unwrap();
+        let o = cli(&["bad.c"], d);
+        assert!(!o.status.success());
+        assert!(err(&o).contains("nope"), "{}", err(&o));
+        assert!(err(&o).contains("compile_error"), "{}", err(&o));
+    }
+}
+
+#[test]
+fn stdin_args_and_bad_requests() {
+    let sc = Sidecar::start();
+    // Large stdin, read whole; and ignored by a program that exits at once.
+    let big = "x".repeat(5_000_000);
+    let v = sc.execute(&json!({"language": "bash", "code": "wc -c", "stdin": big}));
+    assert_eq!(v["stdout"], "5000000\n", "{}", v["stderr"]);
+    let (v, took) = timed(|| {
+        sc.execute(
+            &json!({"language": "bash", "code": "echo ignored", "stdin": big, "timeout": 10}),
+        )
+    });
+    assert_eq!(v["status"], "ok", "{v:#}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // Arguments are passed as they are, however odd.
+    let args = [
+        "",
+        " ",
+        "ünïcödé",
+        "-e",
+        "--",
+        "a\nb",
+        "$(id)",
+        "`id`",
+        "'\"\\",
+    ];
+    let v = sc.execute(&json!({
+        "language": "bash",
+        "code": "for a in \"$@\"; do printf '[%s]' \"$a\"; done",
+        "args": args,
+    }));
+    let expected: String = args.iter().map(|a| format!("[{a}]")).collect();
+    assert_eq!(v["stdout"], expected, "{v:#}");
+    // A NUL byte cannot be passed: the caller's error.
+    let (status, v) = sc.post(
+        "/execute",
+        &json!({"language": "bash", "code": "true", "args": ["a\u{0}b"]}),
+    );
+    assert_eq!(status, 400, "{v}");
+    // Not JSON, wrong types.
+    let r = sc.request(
+        "POST",
+        "/execute",
+        &[("content-type", "application/json")],
+        b"{\"language\": \"bash\", \"code\": ",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    for body in [
+        json!({"language": "bash", "code": 42}),
+        json!({"language": "bash", "code": "true", "args": "a b"}),
+        json!({"language": "bash", "code": "true", "timeout": "soon"}),
+        json!({"language": "bash", "code": "true", "files": [{"path": "x"}]}),
+        json!({"language": "bash", "code": "true", "files": [{"path": "x", "content": "y", "encoding": "rot13"}]}),
+    ] {
+        let (status, v) = sc.post("/execute", &body);
+        assert_eq!(status, 400, "{body}: {v}");
+        assert!(!error_of(&v).is_empty());
+    }
+}

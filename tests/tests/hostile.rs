@@ -1,0 +1,622 @@
+//! Hostile programs, through POST /execute and POST /bash: each ends within its timeout
+//! (we allow the timeout plus 3 s of wall time around the request), leaves no process
+//! behind, and the sidecar keeps serving afterwards. Then the races of the runner we
+//! replace: many concurrent executions in one session, each with its own result.
+//!
+//! Every test starts its own sidecar; processes are found by markers unique to the test
+//! (a number in the command line, or the sidecar's private scratch dir, where every
+//! execution's code file lives).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sidecar_tests::{
+    language_available, processes_with, timed, unique_marker, wait_no_processes, Options, Sidecar,
+};
+
+/// Slack over the timeout for the wall time around a request.
+const SLACK: Duration = Duration::from_secs(3);
+/// How long leftovers get to disappear after the response (they should be gone already).
+const REAP: Duration = Duration::from_secs(3);
+
+/// The marker of every process running code of `sc` through /execute: its scratch dir.
+fn scratch_marker(sc: &Sidecar) -> String {
+    sc.dir.path().join("scratch").display().to_string()
+}
+
+/// POST /execute with a timeout; asserts the wall time.
+fn execute(sc: &Sidecar, language: &str, code: &str, timeout: f64) -> Value {
+    let body = json!({"language": language, "code": code, "timeoutSeconds": timeout});
+    let (v, took) = timed(|| sc.execute(&body));
+    let bound = Duration::from_secs_f64(timeout) + SLACK;
+    assert!(
+        took < bound,
+        "/execute {language} took {took:?} (timeout {timeout} s): {v:#}"
+    );
+    v
+}
+
+/// The end of a /bash stream, and what it printed.
+struct BashResult {
+    done: Value,
+    stdout: String,
+    stderr: String,
+}
+
+/// POST /bash with a timeout; asserts the wall time.
+fn bash(sc: &Sidecar, command: &str, timeout: f64) -> BashResult {
+    let body = json!({"command": command, "timeoutSeconds": timeout});
+    let (lines, took) = timed(|| sc.bash(&body));
+    let bound = Duration::from_secs_f64(timeout) + SLACK;
+    assert!(
+        took < bound,
+        "/bash took {took:?} (timeout {timeout} s): {command}"
+    );
+    let done = lines.last().cloned().unwrap_or(Value::Null);
+    assert_eq!(done["type"], "done", "{lines:?}");
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    for l in &lines {
+        if l["type"] == "delta" {
+            match l["stream"].as_str() {
+                Some("stdout") => stdout.push_str(l["data"].as_str().unwrap()),
+                _ => stderr.push_str(l["data"].as_str().unwrap()),
+            }
+        }
+    }
+    BashResult {
+        done,
+        stdout,
+        stderr,
+    }
+}
+
+/// Nothing of the marker runs any more.
+fn assert_no_processes(marker: &str, what: &str) {
+    let left = wait_no_processes(marker, REAP);
+    assert!(left.is_empty(), "{what} left processes behind: {left:#?}");
+}
+
+/// The sidecar still answers /health and runs code.
+fn assert_serving(sc: &Sidecar) {
+    let (status, health) = sc.get("/health");
+    assert_eq!(status, 200, "{health}");
+    let v = execute(sc, "bash", "echo alive", 10.0);
+    assert_eq!(v["status"], "ok", "{v:#}");
+    assert_eq!(v["stdout"], "alive\n", "{v:#}");
+}
+
+#[test]
+fn fork_bombs_are_contained() {
+    let sc = Sidecar::start();
+    let scratch = scratch_marker(&sc);
+    if language_available(&sc, "py") {
+        let v = execute(&sc, "py", "import os\nwhile True:\n    os.fork()\n", 3.0);
+        assert_ne!(v["status"], "ok", "{v:#}");
+        assert_no_processes(&scratch, "a Python fork bomb");
+        assert_serving(&sc);
+
+        let m = unique_marker();
+        let r = bash(
+            &sc,
+            &format!("python3 -c 'import os\nwhile True:\n    os.fork()' {m}"),
+            3.0,
+        );
+        assert_ne!(r.done["exitCode"], 0, "{}", r.done);
+        assert_no_processes(&m, "a Python fork bomb in /bash");
+        assert_serving(&sc);
+    }
+
+    let v = execute(&sc, "bash", ":(){ :|:& };:", 3.0);
+    assert!(v["ok"] == true, "{v:#}");
+    assert_no_processes(&scratch, "a shell fork bomb");
+    assert_serving(&sc);
+
+    let m = unique_marker();
+    bash(&sc, &format!("bash -c ':(){{ :|:& }};:' {m}"), 3.0);
+    assert_no_processes(&m, "a shell fork bomb in /bash");
+    assert_serving(&sc);
+}
+
+#[test]
+fn infinite_loops_and_sleeps_time_out() {
+    let sc = Sidecar::start();
+    let scratch = scratch_marker(&sc);
+    if language_available(&sc, "py") {
+        let v = execute(&sc, "py", "while True:\n    pass\n", 2.0);
+        assert_eq!(v["status"], "timeout", "{v:#}");
+        assert_eq!(v["exit_code"], 124, "{v:#}");
+        assert_eq!(v["run"]["timedOut"], true, "{v:#}");
+        assert_no_processes(&scratch, "an infinite loop");
+    }
+    let m = unique_marker();
+    let r = bash(&sc, &format!("while :; do :; done # {m}"), 2.0);
+    assert_eq!(r.done["timedOut"], true, "{}", r.done);
+    assert_no_processes(&m, "an infinite loop in /bash");
+
+    // Sleeping past the timeout (a CPU-time limit would never fire).
+    let m = unique_marker();
+    let v = execute(&sc, "bash", &format!("echo before\nsleep 1000.{m}\n"), 1.0);
+    assert_eq!(v["status"], "timeout", "{v:#}");
+    assert_eq!(v["exit_code"], 124, "{v:#}");
+    assert_eq!(
+        v["stdout"], "before\n",
+        "output before the timeout is kept: {v:#}"
+    );
+    assert_no_processes(&m, "a sleep");
+    let m = unique_marker();
+    let r = bash(&sc, &format!("echo before; sleep 1000.{m}"), 1.0);
+    assert_eq!(r.done["timedOut"], true, "{}", r.done);
+    assert_eq!(r.stdout, "before\n");
+    assert_no_processes(&m, "a sleep in /bash");
+    assert_serving(&sc);
+}
+
+#[test]
+fn daemons_do_not_survive_their_execution() {
+    let sc = Sidecar::start();
+    // A daemon in its own session, holding the output pipes, then one that closed them.
+    for redirect in ["", " >/dev/null 2>&1 </dev/null"] {
+        let m = unique_marker();
+        let v = execute(
+            &sc,
+            "bash",
+            &format!("setsid sleep 1000.{m}{redirect} &\necho started\nexit 0\n"),
+            5.0,
+        );
+        assert_eq!(v["status"], "ok", "{v:#}");
+        assert_eq!(v["stdout"], "started\n", "{v:#}");
+        assert_no_processes(&m, "a setsid daemon");
+
+        let m = unique_marker();
+        let r = bash(
+            &sc,
+            &format!("setsid sleep 1000.{m}{redirect} & echo started; exit 0"),
+            5.0,
+        );
+        assert_eq!(r.done["exitCode"], 0, "{}", r.done);
+        assert_eq!(r.stdout, "started\n");
+        assert_no_processes(&m, "a setsid daemon in /bash");
+    }
+    // A classic double fork.
+    if language_available(&sc, "py") {
+        let m = unique_marker();
+        let code = format!(
+            "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n\
+             \x20       os.execvp('sleep', ['sleep', '1000.{m}'])\n    os._exit(0)\nprint('parent done')\n"
+        );
+        let v = execute(&sc, "py", &code, 5.0);
+        assert_eq!(v["stdout"], "parent done\n", "{v:#}");
+        assert_no_processes(&m, "a double-forked daemon");
+    }
+    assert_serving(&sc);
+}
+
+#[test]
+fn stopping_the_process_group_times_out() {
+    let sc = Sidecar::start();
+    let m = unique_marker();
+    let v = execute(
+        &sc,
+        "bash",
+        &format!("sleep 1000.{m} &\nkill -STOP 0\necho never\n"),
+        2.0,
+    );
+    assert_eq!(v["status"], "timeout", "{v:#}");
+    assert_eq!(v["exit_code"], 124, "{v:#}");
+    assert_no_processes(&m, "kill -STOP 0");
+    assert_serving(&sc);
+
+    let m = unique_marker();
+    let r = bash(
+        &sc,
+        &format!("sleep 1000.{m} & kill -STOP 0; echo never"),
+        2.0,
+    );
+    assert_eq!(r.done["timedOut"], true, "{}", r.done);
+    assert!(!r.stdout.contains("never"));
+    assert_no_processes(&m, "kill -STOP 0 in /bash");
+    assert_serving(&sc);
+}
+
+#[test]
+fn output_floods_are_capped() {
+    let sc = Sidecar::start();
+    let cap = 1 << 20;
+    let m = unique_marker();
+    let v = execute(&sc, "bash", &format!("yes {m} &\nyes {m} >&2\n"), 2.0);
+    assert_eq!(v["status"], "timeout", "{v:#}");
+    let run = &v["run"];
+    assert_eq!(run["stdoutTruncated"], true);
+    assert_eq!(run["stderrTruncated"], true);
+    let out = run["stdout"].as_str().unwrap();
+    let err = run["stderr"].as_str().unwrap();
+    assert!(out.len() <= cap && out.len() > cap / 2, "{}", out.len());
+    assert!(err.len() <= cap && err.len() > cap / 2, "{}", err.len());
+    assert!(out.starts_with(&format!("{m}\n{m}\n")));
+    assert!(err.starts_with(&format!("{m}\n{m}\n")));
+    assert_no_processes(&m, "yes");
+
+    let m = unique_marker();
+    let r = bash(&sc, &format!("yes {m} & yes {m} >&2"), 2.0);
+    assert_eq!(r.done["timedOut"], true, "{}", r.done);
+    assert_eq!(r.done["stdoutTruncated"], true, "{}", r.done);
+    assert_eq!(r.done["stderrTruncated"], true, "{}", r.done);
+    assert!(r.stdout.len() <= cap && r.stdout.len() > cap / 2);
+    assert!(r.stderr.len() <= cap && r.stderr.len() > cap / 2);
+    assert_no_processes(&m, "yes in /bash");
+    assert_serving(&sc);
+}
+
+#[test]
+fn memory_floods_hit_the_memory_limit() {
+    let sc = Sidecar::start();
+    if !language_available(&sc, "py") {
+        return;
+    }
+    let flood = "a = []\nwhile True:\n    a.append(bytearray(10 ** 7))\n";
+    let v = execute(&sc, "py", flood, 20.0);
+    assert_eq!(v["status"], "memory_limit", "{v:#}");
+    assert_ne!(v["exit_code"], 0, "{v:#}");
+    assert_eq!(v["run"]["timedOut"], false, "{v:#}");
+    assert_no_processes(&scratch_marker(&sc), "a memory flood");
+
+    let m = unique_marker();
+    let r = bash(&sc, &format!("python3 -c '{flood}' {m}"), 20.0);
+    assert_eq!(r.done["timedOut"], false, "{}", r.done);
+    assert_ne!(r.done["exitCode"], 0, "{}", r.done);
+    assert_no_processes(&m, "a memory flood in /bash");
+    assert_serving(&sc);
+}
+
+#[test]
+fn disk_fill_is_stopped_by_the_file_size_limit() {
+    let limit_mb = 16u64;
+    let sc = Sidecar::start_with(Options {
+        env: vec![("SIDECAR_MAX_FILE_MB".into(), limit_mb.to_string())],
+        ..Options::default()
+    });
+    let dd = |file: &str| format!("exec dd if=/dev/zero of={file} bs=1M count=100000");
+    let v = execute(&sc, "bash", &dd("big"), 30.0);
+    assert_eq!(v["status"], "signal", "{v:#}");
+    assert_eq!(v["run"]["signal"], "SIGXFSZ", "{v:#}");
+    let size = std::fs::metadata(sc.workspace.join("big")).unwrap().len();
+    assert!(size <= limit_mb << 20, "the file grew to {size} bytes");
+    assert_eq!(v["files"][0]["path"], "big", "{v:#}");
+
+    let r = bash(&sc, &dd("big2"), 30.0);
+    assert_eq!(r.done["signal"], "SIGXFSZ", "{}", r.done);
+    let size = std::fs::metadata(sc.workspace.join("big2")).unwrap().len();
+    assert!(size <= limit_mb << 20, "the file grew to {size} bytes");
+
+    // Python ignores SIGXFSZ: the write fails instead.
+    if language_available(&sc, "py") {
+        let code = "f = open('big3', 'wb')\nwhile True:\n    f.write(b'x' * (1 << 20))\n";
+        let v = execute(&sc, "py", code, 30.0);
+        assert_eq!(v["status"], "runtime_error", "{v:#}");
+        assert!(
+            v["stderr"].as_str().unwrap().contains("File too large"),
+            "{v:#}"
+        );
+        let size = std::fs::metadata(sc.workspace.join("big3")).unwrap().len();
+        assert!(size <= limit_mb << 20, "the file grew to {size} bytes");
+    }
+    assert_serving(&sc);
+}
+
+#[test]
+fn network_connects_are_refused() {
+    let sc = Sidecar::start();
+    // A listener on the host's loopback: reachable unless the code is isolated.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    if language_available(&sc, "py") {
+        let code = format!(
+            "import socket\n\
+             for host, port in [('127.0.0.1', {port}), ('1.1.1.1', 80), ('8.8.8.8', 53)]:\n\
+             \x20   s = socket.socket()\n    s.settimeout(3)\n    try:\n\
+             \x20       s.connect((host, port))\n        print('connected', host)\n\
+             \x20   except OSError as e:\n        print('refused', host, e)\n"
+        );
+        let v = execute(&sc, "py", &code, 15.0);
+        let out = v["stdout"].as_str().unwrap();
+        assert_eq!(v["status"], "ok", "{v:#}");
+        assert!(!out.contains("connected"), "{out}");
+        assert_eq!(out.matches("refused").count(), 3, "{out}");
+        // The sidecar's own socket is out of reach too.
+        let code = format!(
+            "import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n\
+             \x20   s.connect({:?})\n    print('connected')\nexcept OSError as e:\n    print('refused', e)\n",
+            sc.socket.display().to_string()
+        );
+        let v = execute(&sc, "py", &code, 15.0);
+        assert!(
+            v["stdout"].as_str().unwrap().starts_with("refused"),
+            "{v:#}"
+        );
+    }
+    let r = bash(
+        &sc,
+        &format!(
+            "for a in 127.0.0.1/{port} 1.1.1.1/80; do \
+             timeout 5 bash -c \"echo > /dev/tcp/$a\" 2>/dev/null && echo connected $a || echo refused $a; done"
+        ),
+        15.0,
+    );
+    assert_eq!(r.stdout.matches("refused").count(), 2, "{}", r.stdout);
+    assert!(!r.stdout.contains("connected"), "{}", r.stdout);
+    drop(listener);
+    assert_serving(&sc);
+}
+
+/// A request with the bearer token.
+fn post_auth(sc: &Sidecar, path: &str, body: &Value) -> (u16, Value) {
+    let r = sc.request(
+        "POST",
+        path,
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer topsecret"),
+        ],
+        body.to_string().as_bytes(),
+    );
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn the_sidecars_secrets_are_not_visible() {
+    let secret = "hunter2-value-7f3a";
+    let sc = Sidecar::start_with(Options {
+        env: vec![
+            ("SIDECAR_AUTH_TOKEN".into(), "topsecret".into()),
+            ("SECRET_X".into(), secret.into()),
+        ],
+        ..Options::default()
+    });
+    let pid = sc.pid();
+    let (status, _) = sc.post("/execute", &json!({"language": "bash", "code": "true"}));
+    assert_eq!(status, 401, "the token is required");
+    let leaks = |text: &str| text.contains("topsecret") || text.contains(secret);
+
+    let code =
+        format!("printenv\ncat /proc/{pid}/environ /proc/$PPID/environ 2>&1 | tr '\\0' '\\n'\n");
+    let (status, v) = post_auth(
+        &sc,
+        "/execute",
+        &json!({"language": "bash", "code": code, "timeoutSeconds": 10}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(v["stdout"].as_str().unwrap().contains("PATH="), "{v:#}");
+    assert!(!leaks(&v.to_string()), "{v:#}");
+
+    // Python's view of the environment, and the sidecar's.
+    let (status, langs) = {
+        let r = sc.request(
+            "GET",
+            "/languages",
+            &[("authorization", "Bearer topsecret")],
+            b"",
+        );
+        (r.status, r.json())
+    };
+    assert_eq!(status, 200);
+    let py = langs["languages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["code"] == "py" && l["toolchainAvailable"] == true);
+    if py {
+        let code = format!(
+            "import os\nprint(dict(os.environ))\ntry:\n    print(open('/proc/{pid}/environ').read())\n\
+             except OSError as e:\n    print('denied', e)\n"
+        );
+        let (status, v) = post_auth(
+            &sc,
+            "/execute",
+            &json!({"language": "py", "code": code, "timeoutSeconds": 10}),
+        );
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["status"], "ok", "{v:#}");
+        assert!(v["stdout"].as_str().unwrap().contains("denied"), "{v:#}");
+        assert!(!leaks(&v.to_string()), "{v:#}");
+    }
+
+    let r = sc.request(
+        "POST",
+        "/bash",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer topsecret"),
+        ],
+        json!({"command": format!("printenv; tr '\\0' '\\n' < /proc/{pid}/environ"), "timeoutSeconds": 10})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.contains("PATH="), "{text}");
+    assert!(!leaks(&text), "{text}");
+}
+
+#[test]
+fn symlinks_planted_by_code_are_not_followed() {
+    let sc = Sidecar::start();
+    // A file of the test's own, to prove writes do not go through links either.
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("target.txt");
+    std::fs::write(&target, "original\n").unwrap();
+    let plant = format!(
+        "ln -s /etc/passwd passwd_link\nmkdir -p sub\nln -s /etc sub/etc_link\nln -s / root_link\n\
+         ln -s {} target_link\n",
+        target.display()
+    );
+    let v = execute(&sc, "bash", &plant, 10.0);
+    assert_eq!(v["status"], "ok", "{v:#}");
+    assert!(sc
+        .workspace
+        .join("passwd_link")
+        .symlink_metadata()
+        .unwrap()
+        .is_symlink());
+    let r = bash(&sc, "ln -s /etc/passwd bash_link && echo planted", 10.0);
+    assert_eq!(r.stdout, "planted\n");
+
+    let leaked = |text: &str| text.contains("root:x:0:0") || text.contains("original");
+    for path in [
+        "passwd_link",
+        "bash_link",
+        "sub/etc_link/passwd",
+        "root_link/etc/passwd",
+        "target_link",
+    ] {
+        let (status, v) = sc.post("/read", &json!({"path": path}));
+        assert!(status == 400 || status == 403, "/read {path}: {status} {v}");
+        assert_eq!(v["ok"], false, "{v}");
+        assert!(!leaked(&v.to_string()), "/read {path}: {v}");
+
+        let r = sc.request("GET", &format!("/files/{path}"), &[], b"");
+        assert!(
+            r.status == 400 || r.status == 403,
+            "GET /files/{path}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(!leaked(&r.text()), "GET /files/{path}: {}", r.text());
+    }
+    // A directory listing through a link is refused too.
+    let r = sc.request("GET", "/files/sub/etc_link", &[], b"");
+    assert!(
+        r.status == 400 || r.status == 403,
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    assert!(!r.text().contains("passwd"), "{}", r.text());
+    // The listing does not follow links.
+    let (status, list) = sc.get("/files");
+    assert_eq!(status, 200);
+    assert!(!list.to_string().contains("passwd\""), "{list}");
+    assert!(!list.to_string().contains("etc_link/"), "{list}");
+
+    // Writing to the link (as a request file) is refused, or replaces the link: never
+    // the target.
+    let (status, v) = sc.post(
+        "/execute",
+        &json!({
+            "language": "bash",
+            "code": "cat target_link",
+            "files": [{"path": "target_link", "content": "replaced\n"}],
+        }),
+    );
+    match status {
+        200 => assert_eq!(v["stdout"], "replaced\n", "{v:#}"),
+        _ => assert!(status == 400 || status == 403, "{status} {v}"),
+    }
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "original\n");
+    // And through the file API.
+    let (status, _) = sc.post(
+        "/write",
+        &json!({"path": "sub/etc_link/sidecar-test", "content": "x"}),
+    );
+    assert_ne!(status, 200);
+    assert!(!Path::new("/etc/sidecar-test").exists());
+    assert_serving(&sc);
+}
+
+/// The program that prints `n` in a language.
+fn print_number(language: &str, n: usize) -> String {
+    match language {
+        "py" => format!("print({n})"),
+        "js" => format!("console.log({n});"),
+        "ts" => format!("const n: number = {n};\nconsole.log(n);"),
+        "bash" => format!("echo {n}"),
+        "php" => format!("echo {n}, \"\\n\";"),
+        "c" => format!("#include <stdio.h>\nint main(void) {{ printf(\"%d\\n\", {n}); return 0; }}\n"),
+        "cpp" => format!("#include <iostream>\nint main() {{ std::cout << {n} << std::endl; }}\n"),
+        "go" => format!("package main\n\nimport \"fmt\"\n\nfunc main() {{ fmt.Println({n}) }}\n"),
+        "rs" => format!("fn main() {{ println!(\"{{}}\", {n}); }}\n"),
+        "java" => format!(
+            "public class N{n} {{ public static void main(String[] a) {{ System.out.println({n}); }} }}\n"
+        ),
+        "r" => format!("cat({n}, '\\n', sep = '')"),
+        "f90" => format!("program n\n  print '(I0)', {n}\nend program n\n"),
+        "d" => format!("import std.stdio;\nvoid main() {{ writeln({n}); }}\n"),
+        other => panic!("no program for {other}"),
+    }
+}
+
+/// Runs `count` executions at once, one thread and one connection each, all in the same
+/// session, and checks that each printed its own number.
+fn concurrent(sc: &Arc<Sidecar>, languages: &[&str], count: usize, session: Option<&str>) {
+    let handles: Vec<_> = (0..count)
+        .map(|n| {
+            let sc = Arc::clone(sc);
+            let language = languages[n % languages.len()].to_string();
+            let session = session.map(str::to_string);
+            std::thread::spawn(move || {
+                let mut body = json!({
+                    "language": language,
+                    "code": print_number(&language, n),
+                    "timeoutSeconds": 120,
+                });
+                if let Some(s) = session {
+                    body["sessionId"] = json!(s);
+                }
+                let (status, v) = sc.post("/execute", &body);
+                (n, language, status, v)
+            })
+        })
+        .collect();
+    let mut wrong = Vec::new();
+    for h in handles {
+        let (n, language, status, v) = h.join().unwrap();
+        if status != 200 || v["status"] != "ok" || v["stdout"] != format!("{n}\n") {
+            wrong.push(format!("#{n} ({language}): {status} {v}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {count} concurrent executions were wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn fifty_concurrent_executions_of_mixed_languages_are_all_correct() {
+    let sc = Sidecar::start();
+    let wanted = [
+        "py", "js", "bash", "php", "c", "cpp", "go", "rs", "ts", "r", "java", "f90", "d",
+    ];
+    let languages: Vec<&str> = wanted
+        .into_iter()
+        .filter(|l| *l == "bash" || language_available(&sc, l))
+        .collect();
+    let sc = Arc::new(sc);
+    concurrent(&sc, &languages, 50, None);
+    assert_no_processes(&scratch_marker(&sc), "concurrent executions");
+    assert_serving(&sc);
+}
+
+#[test]
+fn ten_concurrent_c_executions_in_one_session_are_all_correct() {
+    let sc = Sidecar::start();
+    if !language_available(&sc, "c") {
+        return;
+    }
+    let sc = Arc::new(sc);
+    concurrent(&sc, &["c"], 10, Some("csession"));
+    // Nothing of the builds was left in the session's directory.
+    let left: Vec<_> = std::fs::read_dir(sc.workspace.join("csession"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(processes_with(&scratch_marker(&sc)).is_empty());
+}
