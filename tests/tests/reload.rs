@@ -872,7 +872,6 @@ fn metrics_are_prometheus_text_and_count_what_was_done() {
 }
 
 #[test]
-#[ignore = "bug: /execute (host/src/api/execute.rs) records neither the plugin call nor the execution when the plugin fails or refuses: no sample with outcome != \"ok\" ever appears"]
 fn metrics_count_failed_plugin_calls() {
     let live = Live::start(
         &["hostile"],

@@ -34,7 +34,9 @@ pub struct SandboxSettings {
     /// that called `setsid` included) is to give the execution a uid of its own and kill
     /// everything running as that uid afterwards. `(first, count)` uids are reserved for
     /// that; files get mode 0664/0775 (umask 002) so that the shared gid can still
-    /// modify them. Used only as root and only when cgroups are unavailable.
+    /// modify them. Used only as root and only when cgroups are unavailable. Two
+    /// sidecars in one PID namespace (not the case for pods) need disjoint ranges:
+    /// a sweep kills every process of its uid.
     pub uid_pool: Option<(u32, u32)>,
 }
 

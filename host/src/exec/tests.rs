@@ -306,7 +306,7 @@ async fn setsid_daemon_is_killed_in(sandbox: &Sandbox) {
     let mut s = sh(&script);
     s.uid_gid = sandbox.run_as();
     let out = run_ok(sandbox, s).await;
-    assert_eq!(out.stdout, "started\n");
+    assert_eq!(out.stdout, "started\n", "{out:?}");
     assert!(
         none_left(&m).await,
         "a setsid daemon survived ({})",
@@ -537,8 +537,12 @@ async fn uid_sweep_without_cgroups() {
         eprintln!("skipped: not root");
         return;
     }
+    // A uid range of this test process's own: two processes sweeping the same uid
+    // would kill each other's executions (see SandboxSettings::uid_pool).
+    let first = 300_000 + (std::process::id() % 1000) * 600;
     let sandbox = Sandbox::detect(SandboxSettings {
         cgroups: false,
+        uid_pool: Some((first, 512)),
         ..SandboxSettings::default()
     });
     assert!(sandbox.is_active("kill_all"), "{:?}", sandbox.report());
@@ -548,7 +552,7 @@ async fn uid_sweep_without_cgroups() {
     s.uid_gid = Some((65532, 65532));
     let out = run_ok(&sandbox, s).await;
     let uid: u32 = out.stdout.lines().next().unwrap().parse().unwrap();
-    assert!((200_000..200_512).contains(&uid), "{out:?}");
+    assert!((first..first + 512).contains(&uid), "{out:?}");
     assert!(out.stdout.ends_with("65532\n"));
 
     // A fork bomb under RLIMIT_NPROC on the dedicated uid.
