@@ -1,8 +1,9 @@
 //! `/find`: files whose name or path matches a glob.
 //!
-//! Request `{pattern, path? (default "."), limit? (default 1000)}`; result `{files,
-//! truncated, limit, truncation?}` with paths relative to the search directory,
-//! sorted (component-wise: `a/b.rs` before `a.rs`).
+//! Request `{pattern, path? (default ".", trimmed as the original did), limit?
+//! (default 1000)}`; result `{files, truncated, limit, truncation?}` with paths
+//! relative to the search directory (no `./`), sorted (component-wise: `a/b.rs`
+//! before `a.rs`).
 //!
 //! Pattern semantics, one rule:
 //! - without `/`, the glob matches file *names* at any depth (`*.rs`, `Cargo.*`),
@@ -17,7 +18,8 @@
 //! git repository) and `.git` is skipped (see the `walk` module). `truncated` is
 //! true when more than `limit` files matched or the list passed 50 KB; the
 //! `truncation` object then describes the cut of the newline-joined list (with
-//! `maxLines` = `limit`), as in the original.
+//! `maxLines` = `limit`), as in the original, except that its `totalLines` and
+//! `totalBytes` count every match (the original stopped `fd` at `limit + 1`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -28,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::truncation::{truncate_lines, DEFAULT_MAX_BYTES};
-use super::{limit_or, num, path_or_dot, required, walk};
+use super::{js_trim, limit_or, num, path_or_dot, required, walk};
 use crate::workspace::{Session, ToolError};
 
 /// Files listed when the request gives no limit.
@@ -88,7 +90,8 @@ impl FindPattern {
 
 pub fn run(session: &Session, req: FindRequest) -> Result<Value, ToolError> {
     let pattern = required(&req.pattern, "pattern")?;
-    let path = path_or_dot(&req.path);
+    // The original trimmed find's path (not grep's or ls's).
+    let path = js_trim(path_or_dot(&req.path));
     let limit = limit_or(req.limit, DEFAULT_FIND_LIMIT);
     let pattern = FindPattern::new(pattern)?;
     let root = session.walk_root(path)?;
@@ -251,9 +254,13 @@ mod tests {
             files(&find(&s, "*.{md,txt}", None, None).unwrap()),
             ["README.md", "src/a/deep/y.txt"]
         );
-        // Relative to the search dir.
+        // Relative to the search dir, whose path is trimmed.
         assert_eq!(
             files(&find(&s, "*.rs", Some("src/a"), None).unwrap()),
+            ["deep/x.rs", "mod.rs"]
+        );
+        assert_eq!(
+            files(&find(&s, "*.rs", Some(" src/a\n"), None).unwrap()),
             ["deep/x.rs", "mod.rs"]
         );
     }

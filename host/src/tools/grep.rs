@@ -18,19 +18,19 @@
 //! - at most `limit` matches: `[N matches limit reached. Use limit=2N for more, or
 //!   refine pattern]` and `matchLimitReached: N` when more matches exist (the
 //!   first `limit` in path order are shown, with their trailing context);
-//! - lines longer than 500 characters are cut with `... [truncated]`: `Some lines
-//!   truncated to 500 chars. Use read tool to see full lines` and
-//!   `linesTruncated: true`;
+//! - lines longer than 500 characters (UTF-16 code units, as JavaScript counts
+//!   them) are cut with `... [truncated]`: `Some lines truncated to 500 chars. Use
+//!   read tool to see full lines` and `linesTruncated: true`;
 //! - the whole text is cut at 50 KB, keeping whole lines: `50KB limit reached` and
 //!   the `truncation` object.
 //!
-//! `"No matches found"` when nothing matched. `pattern` is a Rust regex (the
-//! `regex` crate's syntax, as ripgrep), or a plain string with `literal`; it is
-//! used as sent (not trimmed); `$` also matches before a `\r\n` (CRLF files), and the
-//! `\r` is not shown. `glob` filters files like `rg --glob` (without `/`
-//! it matches names at any depth, with `/` paths from the searched directory, a
-//! leading `!` excludes); it does not apply when `path` is a file. `context` is
-//! capped at [`MAX_CONTEXT`].
+//! `"No matches found"` when nothing matched. `pattern` is trimmed (as the original
+//! did; blank is `Missing or invalid pattern`), then used as a Rust regex (the
+//! `regex` crate's syntax, as ripgrep), or as a plain string with `literal`; `$`
+//! also matches before a `\r\n` (CRLF files), and the `\r` is not shown. `glob`
+//! filters files like `rg --glob` (without `/` it matches names at any depth, with
+//! `/` paths from the searched directory, a leading `!` excludes); it does not apply
+//! when `path` is a file. `context` is capped at [`MAX_CONTEXT`].
 //!
 //! Search: `ignore`'s parallel walker (see the `walk` module: hidden files
 //! searched, `.gitignore`/`.ignore` honoured, `.git` skipped, symlinks never
@@ -55,7 +55,7 @@ use serde_json::{json, Map, Value};
 use super::truncation::{
     truncate_head, truncate_line, DEFAULT_MAX_BYTES, GREP_MAX_LINE_LENGTH, NO_LINE_LIMIT,
 };
-use super::{limit_or, num, path_or_dot, required, walk};
+use super::{js_trim, limit_or, num, path_or_dot, required, walk};
 use crate::workspace::{Session, ToolError, WalkRoot};
 
 /// Matches shown when the request gives no limit.
@@ -85,10 +85,7 @@ pub struct GrepRequest {
 }
 
 pub fn run(session: &Session, req: GrepRequest) -> Result<Value, ToolError> {
-    let pattern = match req.pattern.as_deref() {
-        Some(p) if !p.trim().is_empty() => p,
-        _ => return Err(required(&None, "pattern").unwrap_err()),
-    };
+    let pattern = js_trim(required(&req.pattern, "pattern")?);
     let path = path_or_dot(&req.path);
     let limit = limit_or(req.limit, DEFAULT_GREP_LIMIT);
     let context = req.context.unwrap_or(0).clamp(0, MAX_CONTEXT as i64) as usize;
@@ -118,7 +115,7 @@ pub fn run(session: &Session, req: GrepRequest) -> Result<Value, ToolError> {
 
     if root.is_dir() {
         let mut walker = walk::builder(session, &root);
-        if let Some(glob) = req.glob.as_deref().filter(|g| !g.trim().is_empty()) {
+        if let Some(glob) = req.glob.as_deref().filter(|g| !js_trim(g).is_empty()) {
             let mut ob = OverrideBuilder::new(root.path());
             ob.add(glob)
                 .map_err(|e| ToolError::bad_request(format!("Invalid glob: {e}")))?;

@@ -1,12 +1,13 @@
 //! `/ls`: one directory's entries.
 //!
 //! Request `{path? (default "."), limit? (default 500)}`; result `{output,
-//! truncation?, entryLimitReached?}`. `output` has one entry per line, sorted
-//! case-insensitively (lowercased byte order, ties by exact name), dotfiles
+//! truncation?, entryLimitReached?}`. `output` has one entry per line, dotfiles
 //! included, directories suffixed with `/`; `"(empty directory)"` when there is
-//! none. Symlinks are listed by name and never followed (no `/` even when they
-//! point at a directory). The text is head-truncated at 2000 lines / 50 KB
-//! (`truncation` then describes the cut).
+//! none. Names are sorted as the original sorted them (lowercased, then
+//! `localeCompare`, i.e. the Unicode root collation): see [`collation_key`].
+//! Symlinks are listed by name and never followed (no `/` even when they point at a
+//! directory). The text is head-truncated at 2000 lines / 50 KB (`truncation` then
+//! describes the cut).
 //!
 //! When `limit` cut the listing, `entryLimitReached: true` is set and a notice is
 //! appended after a blank line: `[500 entries limit reached. Use limit=1000 for
@@ -48,13 +49,13 @@ pub fn run(session: &Session, req: LsRequest) -> Result<Value, ToolError> {
     })?;
     let dir = std::fs::read_dir(sys::proc_fd_path(std::os::fd::AsFd::as_fd(&fd)))
         .map_err(|e| ToolError::from_io(&e, path))?;
-    let mut entries: Vec<(String, String, bool)> = Vec::new();
+    let mut entries: Vec<(Vec<u32>, String, bool)> = Vec::new();
     for entry in dir {
         let entry = entry.map_err(|e| ToolError::from_io(&e, path))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // file_type() is the entry itself (d_type or lstat): symlinks are not followed.
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        entries.push((name.to_lowercase(), name, is_dir));
+        entries.push((collation_key(&name), name, is_dir));
     }
     if entries.is_empty() {
         return Ok(json!({ "output": "(empty directory)" }));
@@ -98,6 +99,32 @@ pub fn run(session: &Session, req: LsRequest) -> Result<Value, ToolError> {
     Ok(result)
 }
 
+/// ASCII punctuation and symbols in the order of the root collation, after the
+/// white space (all before the digits, then the letters).
+const ASCII_SYMBOLS: &[u8] = b"\t\n\x0b\x0c\r _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$";
+
+/// Sort key of a name: its lowercase form, character by character, in the order of
+/// the Unicode root collation that the original's `localeCompare` used (ICU): ASCII
+/// white space, punctuation and symbols (`_` first, `$` last), then digits, then
+/// letters; ASCII control characters are ignored. That order is exact for ASCII
+/// names (ties, which `localeCompare` left in directory order, are then broken by
+/// the exact name). Other characters come after ASCII in code point order, where
+/// the root collation would interleave them (`é` right after `e`).
+pub fn collation_key(name: &str) -> Vec<u32> {
+    name.to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            '0'..='9' => Some(0x100 + c as u32),
+            'a'..='z' => Some(0x200 + c as u32),
+            _ if c.is_ascii() => ASCII_SYMBOLS
+                .iter()
+                .position(|&b| b == c as u8)
+                .map(|i| i as u32),
+            _ => Some(0x1000 + c as u32),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +163,47 @@ mod tests {
             ls(&s, Some("empty"), None).unwrap(),
             json!({"output": "(empty directory)"})
         );
+    }
+
+    /// The order of `localeCompare` on lowercased names (checked against Node 20 with
+    /// ICU 78).
+    #[test]
+    fn root_collation_order() {
+        let (_t, s) = session();
+        let names = [
+            "zeta",
+            "_u",
+            "-x",
+            ".env",
+            "~a",
+            "$b",
+            "1.txt",
+            "10",
+            "9",
+            "A.md",
+            "a_b",
+            "a.b",
+            "a-b",
+            "ab",
+            "B",
+            "__init__.py",
+            "_config.yml",
+            "@x",
+            "#h",
+            "+p",
+        ];
+        for n in names {
+            write(&s, n, "");
+        }
+        let v = ls(&s, None, None).unwrap();
+        assert_eq!(
+            v["output"],
+            "__init__.py\n_config.yml\n_u\n-x\n.env\n@x\n#h\n+p\n~a\n$b\n1.txt\n10\n9\na_b\na-b\na.b\nA.md\nab\nB\nzeta"
+        );
+        // Case is ignored; ties go by the exact name; control characters are ignored.
+        assert_eq!(collation_key("ABC"), collation_key("abc"));
+        assert_eq!(collation_key("a\u{1}b"), collation_key("ab"));
+        assert!(collation_key("z") < collation_key("é"));
     }
 
     #[test]

@@ -12,9 +12,10 @@
 //! walker shared by find and grep in `walk`.
 //!
 //! Request validation: a required field that is missing, `null` or blank answers
-//! `Missing or invalid <field>` (the original's words); a field of the wrong JSON
-//! type is refused by serde. Numbers may be integers or floats (floored);
-//! a non-positive `limit` means the default, as in the original.
+//! `Missing or invalid <field>` (the original's words; "blank" as JavaScript's
+//! `trim` sees it, see [`js_trim`]); a field of the wrong JSON type is refused by
+//! serde. Numbers may be integers or floats (floored); a non-positive `limit` means
+//! the default, as in the original.
 
 #[cfg(test)]
 mod bench;
@@ -29,11 +30,34 @@ pub mod write;
 
 pub use crate::workspace::{ToolError, ToolErrorKind};
 
+/// `s` without the leading and trailing white space of JavaScript's
+/// `String.prototype.trim` (Unicode `Zs`, tab, the line terminators, VT, FF and
+/// U+FEFF; unlike Rust's `trim`, not U+0085), which the original applied to its
+/// request fields.
+pub(crate) fn js_trim(s: &str) -> &str {
+    s.trim_matches(|c| {
+        matches!(
+            c,
+            '\t'..='\r'
+                | ' '
+                | '\u{a0}'
+                | '\u{1680}'
+                | '\u{2000}'..='\u{200a}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202f}'
+                | '\u{205f}'
+                | '\u{3000}'
+                | '\u{feff}'
+        )
+    })
+}
+
 /// Returns a required string field, or `Missing or invalid <name>` when it is
-/// absent or blank (whitespace only).
+/// absent or blank (white space only).
 pub(crate) fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ToolError> {
     match value.as_deref() {
-        Some(v) if !v.trim().is_empty() => Ok(v),
+        Some(v) if !js_trim(v).is_empty() => Ok(v),
         _ => Err(ToolError::bad_request(format!("Missing or invalid {name}"))),
     }
 }
@@ -49,7 +73,7 @@ pub(crate) fn limit_or(value: Option<i64>, default: usize) -> usize {
 /// An optional path field: absent or blank means `.`.
 pub(crate) fn path_or_dot(value: &Option<String>) -> &str {
     match value.as_deref() {
-        Some(v) if !v.trim().is_empty() => v,
+        Some(v) if !js_trim(v).is_empty() => v,
         _ => ".",
     }
 }
@@ -156,6 +180,11 @@ mod tests {
             .message
             .contains("Missing or invalid path"));
         assert!(required(&Some(" ".into()), "path").is_err());
+        assert!(required(&Some("\u{feff}\u{3000}\n".into()), "path").is_err());
         assert_eq!(required(&Some("x".into()), "path").unwrap(), "x");
+        assert_eq!(required(&Some(" x ".into()), "path").unwrap(), " x ");
+        assert_eq!(js_trim("\t\u{a0} a b\r\n\u{2028}"), "a b");
+        // U+0085 is white space to Rust, not to JavaScript.
+        assert_eq!(js_trim("\u{85}a\u{85}"), "\u{85}a\u{85}");
     }
 }

@@ -2,29 +2,29 @@
 //! as base64.
 //!
 //! Request `{path, offset? (1-based line, default 1), limit? (lines)}`. Result:
-//! - text: `{type: "text", content, totalLines, hasMore, truncation?}`; the output is
-//!   cut at 2000 lines or 50 KB, whichever comes first, keeping whole lines, and
-//!   `truncation` (see [`super::truncation`]) describes the cut of the selected
-//!   lines when there was one;
+//! - text: `{type: "text", content, totalLines, hasMore, truncation?}`;
 //! - images (`.png .jpg .jpeg .gif .webp`, any case): `{type: "image", data (base64),
 //!   mimeType}`, up to [`MAX_IMAGE_BYTES`].
 //!
-//! Lines are what `\n` separates; a final `\n` ends the last line rather than
-//! starting an empty one (so `"a\nb\n"` has 2 lines, an empty file 0, and offset 1
-//! is always valid). When the selection reaches the end of the file, `content` keeps
-//! the file's final newline, so a whole read is byte-exact.
+//! Lines are counted as the original counted them, by splitting the text on `\n`:
+//! `totalLines` is the number of `\n` plus one, so `"a\nb\n"` has 3 lines (the last
+//! one empty), an empty file 1, and offset 1 is always valid. The selected lines
+//! (`offset` .. `offset + limit`, or to the end) are joined with `\n`, so a read of
+//! the whole file is byte-exact. `offset` past the last line is refused: `Offset N is
+//! beyond end of file (M lines total)`.
 //!
-//! When the output does not reach the end of the file, one notice is appended to
-//! `content` after a blank line (as the agent tools of the original do):
-//! - `[Showing lines X-Y of N. Use offset=Z to continue.]` (2000-line limit),
-//! - `[Showing lines X-Y of N (50.0KB limit). Use offset=Z to continue.]`,
-//! - `[K more lines in file. Use offset=Z to continue.]` (the caller's `limit`),
-//! - `[Line X is S, exceeds 50.0KB limit. Use bash: sed -n 'Xp' PATH | head -c 51200]`
-//!   when the first selected line alone is too long (no line is returned then).
+//! The selection is head-truncated at 2000 lines or 50 KB, whichever comes first,
+//! keeping whole lines; `truncation` (see [`super::truncation`]) then describes the
+//! cut of the selected lines. If the first selected line alone is over 50 KB,
+//! `content` is empty (and `truncation.firstLineExceedsLimit` is set). `content` is
+//! the bare text, never with a notice appended: clients build their own from
+//! `hasMore`, which is true when the output stops before the end of the file (cut, or
+//! `limit` ends before the last line, counting the empty line after a final `\n`).
 //!
 //! Binary files (a NUL byte or invalid UTF-8 in the first 8 KB) are refused with a
 //! clear error; invalid UTF-8 further in is shown as U+FFFD. The file is streamed:
-//! memory stays bounded by the output limits whatever the file's size.
+//! memory stays bounded by the output limits whatever the file's size, and once
+//! nothing more can be shown the rest is only counted.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -80,8 +80,7 @@ pub fn run(session: &Session, req: ReadRequest) -> Result<Value, ToolError> {
     if offset < 1 {
         return Err(ToolError::bad_request("Offset must be >= 1"));
     }
-    let offset = offset as u64;
-    let start = offset - 1;
+    let start = offset as u64 - 1;
     let end = req
         .limit
         .filter(|&n| n > 0)
@@ -90,76 +89,38 @@ pub fn run(session: &Session, req: ReadRequest) -> Result<Value, ToolError> {
     let mut scan = Scan::new(start, end, DEFAULT_MAX_LINES, DEFAULT_MAX_BYTES);
     scan.run(file, path)?;
     let total = scan.line_idx;
-
-    if start > 0 && start >= total {
+    if start >= total {
         return Err(ToolError::bad_request(format!(
             "Offset {offset} is beyond end of file ({total} lines total)"
         )));
     }
 
-    let truncated = scan.stopped.is_some();
-    let reaches_eof = end.is_none_or(|e| e >= total);
-    let keeps_final_newline = reaches_eof && scan.last_terminated && scan.sel_lines > 0;
-    let mut text = String::from_utf8_lossy(&scan.out).into_owned();
-    if !truncated && keeps_final_newline {
-        text.push('\n');
-    }
-    let has_more = truncated || !reaches_eof;
-
-    let last_shown = offset + scan.out_lines as u64 - u64::from(scan.out_lines > 0);
-    let next = last_shown + 1;
-    let notice = if scan.first_line_exceeds {
-        Some(format!(
-            "[Line {offset} is {}, exceeds {} limit. Use bash: sed -n '{offset}p' {} | head -c {DEFAULT_MAX_BYTES}]",
-            format_size(scan.first_line_len as usize),
-            format_size(DEFAULT_MAX_BYTES),
-            shell_quote(path),
-        ))
-    } else {
-        match scan.stopped {
-            Some(TruncatedBy::Lines) => Some(format!(
-                "[Showing lines {offset}-{last_shown} of {total}. Use offset={next} to continue.]"
-            )),
-            Some(TruncatedBy::Bytes) => Some(format!(
-                "[Showing lines {offset}-{last_shown} of {total} ({} limit). Use offset={next} to continue.]",
-                format_size(DEFAULT_MAX_BYTES)
-            )),
-            None if has_more => Some(format!(
-                "[{} more lines in file. Use offset={next} to continue.]",
-                total - last_shown
-            )),
-            None => None,
-        }
-    };
-
-    let truncation = truncated.then(|| Truncation {
-        content: text.clone(),
-        truncated: true,
-        truncated_by: scan.stopped,
-        total_lines: scan.sel_lines as usize,
-        total_bytes: (scan.sel_bytes + u64::from(keeps_final_newline)) as usize,
-        output_lines: scan.out_lines,
-        output_bytes: text.len(),
-        last_line_partial: false,
-        first_line_exceeds_limit: scan.first_line_exceeds,
-        max_lines: DEFAULT_MAX_LINES,
-        max_bytes: DEFAULT_MAX_BYTES,
-    });
-
-    let content = match notice {
-        Some(n) if text.is_empty() => n,
-        Some(n) => format!("{text}\n\n{n}"),
-        None => text,
-    };
+    // Empty when the first selected line alone was too long (nothing was kept).
+    let content = String::from_utf8_lossy(&scan.out).into_owned();
+    let has_more = scan.stopped.is_some() || end.is_some_and(|e| e < total);
     let mut result = json!({
         "type": "text",
-        "content": content,
         "totalLines": total,
         "hasMore": has_more,
     });
-    if let Some(t) = truncation {
-        result["truncation"] = serde_json::to_value(t).expect("truncation serializes");
+    if let Some(by) = scan.stopped {
+        let sel_end = end.map_or(total, |e| e.min(total));
+        let truncation = Truncation {
+            content: content.clone(),
+            truncated: true,
+            truncated_by: Some(by),
+            total_lines: (sel_end - start) as usize,
+            total_bytes: (scan.sel_end.unwrap_or(scan.pos) - scan.sel_start) as usize,
+            output_lines: scan.out_lines,
+            output_bytes: content.len(),
+            last_line_partial: false,
+            first_line_exceeds_limit: scan.first_line_exceeds,
+            max_lines: DEFAULT_MAX_LINES,
+            max_bytes: DEFAULT_MAX_BYTES,
+        };
+        result["truncation"] = serde_json::to_value(truncation).expect("truncation serializes");
     }
+    result["content"] = Value::String(content);
     Ok(result)
 }
 
@@ -192,38 +153,31 @@ fn read_image(file: File, path: &str, mime: &str) -> Result<Value, ToolError> {
     }))
 }
 
-/// Quotes a path for the shell hint in a notice.
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// Streaming line scanner: counts every line, keeps the selected ones that fit.
+/// Streaming line scanner over the `\n`-separated lines of a file: counts them all,
+/// keeps the selected ones that fit in the limits, and measures the selection.
 struct Scan {
+    /// First selected line (0-based) and the end of the selection (exclusive).
     start: u64,
     end: Option<u64>,
     max_lines: usize,
     max_bytes: usize,
-    /// Index of the line being scanned (= lines seen so far).
+    /// Index of the line being read (= `\n` seen so far; the total at the end).
     line_idx: u64,
-    /// Kept bytes of the current line (at most max_bytes + 1).
+    /// Bytes read so far.
+    pos: u64,
+    /// Where the selection starts, and where it ends when that is before the end of
+    /// the file (the `\n` after its last line): its joined size is the difference.
+    sel_start: u64,
+    sel_end: Option<u64>,
+    /// The current line while it may still be shown (at most `max_bytes + 1` bytes
+    /// of it), and its full length.
     cur: Vec<u8>,
     cur_len: u64,
-    last_terminated: bool,
-    sel_lines: u64,
-    /// Bytes of the selected lines joined with `\n` (no final newline).
-    sel_bytes: u64,
+    /// The kept lines, joined with `\n`.
     out: Vec<u8>,
     out_lines: usize,
     stopped: Option<TruncatedBy>,
     first_line_exceeds: bool,
-    first_line_len: u64,
 }
 
 impl Scan {
@@ -234,21 +188,29 @@ impl Scan {
             max_lines,
             max_bytes,
             line_idx: 0,
+            pos: 0,
+            sel_start: 0,
+            sel_end: None,
             cur: Vec::new(),
             cur_len: 0,
-            last_terminated: false,
-            sel_lines: 0,
-            sel_bytes: 0,
             out: Vec::new(),
             out_lines: 0,
             stopped: None,
             first_line_exceeds: false,
-            first_line_len: 0,
         }
     }
 
     fn selected(&self, idx: u64) -> bool {
         idx >= self.start && self.end.is_none_or(|e| idx < e)
+    }
+
+    /// Nothing more can be kept, and where the selection ends is known (or is the end
+    /// of the file): what is left only needs its `\n` counted.
+    fn only_counting(&self) -> bool {
+        match self.end {
+            Some(e) => self.line_idx >= e,
+            None => self.stopped.is_some(),
+        }
     }
 
     fn run(&mut self, file: File, path: &str) -> Result<(), ToolError> {
@@ -267,7 +229,12 @@ impl Scan {
                 check_head(&chunk[..chunk.len().min(HEAD_CHECK)], path)?;
                 head_checked = true;
             }
+            let mut done = 0;
             for piece in LineIter::new(b'\n', chunk) {
+                if self.only_counting() {
+                    break;
+                }
+                done += piece.len();
                 if let Some(body) = piece.strip_suffix(b"\n") {
                     self.push(body);
                     self.end_line(true);
@@ -275,12 +242,15 @@ impl Scan {
                     self.push(piece);
                 }
             }
+            let rest = &chunk[done..];
+            self.line_idx += rest.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.pos += rest.len() as u64;
             let n = chunk.len();
             reader.consume(n);
         }
-        if self.cur_len > 0 {
-            self.end_line(false);
-        }
+        // The text after the last `\n` is a line too (empty when the file ends with
+        // one, or is empty).
+        self.end_line(false);
         Ok(())
     }
 
@@ -290,33 +260,33 @@ impl Scan {
             self.cur.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
         self.cur_len += bytes.len() as u64;
+        self.pos += bytes.len() as u64;
     }
 
     fn end_line(&mut self, terminated: bool) {
         let idx = self.line_idx;
-        self.line_idx += 1;
-        self.last_terminated = terminated;
-        if self.selected(idx) {
-            let sep = u64::from(self.sel_lines > 0);
-            self.sel_lines += 1;
-            self.sel_bytes += self.cur_len + sep;
-            if self.stopped.is_none() {
-                if self.out_lines >= self.max_lines {
-                    self.stopped = Some(TruncatedBy::Lines);
-                } else if self.out.len() as u64 + sep + self.cur_len > self.max_bytes as u64 {
-                    self.stopped = Some(TruncatedBy::Bytes);
-                    if self.out_lines == 0 {
-                        self.first_line_exceeds = true;
-                        self.first_line_len = self.cur_len;
-                    }
-                } else {
-                    if sep == 1 {
-                        self.out.push(b'\n');
-                    }
-                    self.out.extend_from_slice(&self.cur);
-                    self.out_lines += 1;
+        if self.selected(idx) && self.stopped.is_none() {
+            let sep = usize::from(self.out_lines > 0);
+            if self.out_lines >= self.max_lines {
+                self.stopped = Some(TruncatedBy::Lines);
+            } else if (self.out.len() + sep) as u64 + self.cur_len > self.max_bytes as u64 {
+                self.stopped = Some(TruncatedBy::Bytes);
+                self.first_line_exceeds = self.out_lines == 0;
+            } else {
+                if sep == 1 {
+                    self.out.push(b'\n');
                 }
+                self.out.extend_from_slice(&self.cur);
+                self.out_lines += 1;
             }
+        }
+        if self.end == Some(idx + 1) {
+            self.sel_end = Some(self.pos);
+        }
+        self.line_idx += 1;
+        self.pos += u64::from(terminated);
+        if self.line_idx == self.start {
+            self.sel_start = self.pos;
         }
         self.cur.clear();
         self.cur_len = 0;
@@ -364,6 +334,29 @@ mod tests {
         )
     }
 
+    /// What the original returned: `text.split("\n")`, sliced, joined and
+    /// head-truncated (as a whole, in memory).
+    fn model(text: &str, offset: usize, limit: Option<usize>) -> Value {
+        let lines: Vec<&str> = text.split('\n').collect();
+        let start = offset - 1;
+        let end = limit.map_or(lines.len(), |l| (start + l).min(lines.len()));
+        let t = crate::tools::truncation::truncate_head(
+            &lines[start..end].join("\n"),
+            DEFAULT_MAX_LINES,
+            DEFAULT_MAX_BYTES,
+        );
+        let mut v = json!({
+            "type": "text",
+            "content": t.content,
+            "totalLines": lines.len(),
+            "hasMore": t.cut() || end < lines.len(),
+        });
+        if t.cut() {
+            v["truncation"] = serde_json::to_value(&t).unwrap();
+        }
+        v
+    }
+
     #[test]
     fn whole_file() {
         let (_t, s) = session();
@@ -371,7 +364,7 @@ mod tests {
         let v = read(&s, "a.txt", None, None).unwrap();
         assert_eq!(
             v,
-            json!({"type": "text", "content": "one\ntwo\nthree\n", "totalLines": 3, "hasMore": false})
+            json!({"type": "text", "content": "one\ntwo\nthree\n", "totalLines": 4, "hasMore": false})
         );
         write(&s, "b.txt", "x\r\ny");
         let v = read(&s, "b.txt", None, None).unwrap();
@@ -383,21 +376,49 @@ mod tests {
         write(&s, "u.txt", &text);
         let v = read(&s, "u.txt", None, None).unwrap();
         assert_eq!(v["content"], text);
+        assert_eq!(v["totalLines"], 2);
     }
 
     #[test]
-    fn empty_file() {
+    fn lines_are_what_split_on_newline_gives() {
         let (_t, s) = session();
         write(&s, "e", "");
         let v = read(&s, "e", None, None).unwrap();
         assert_eq!(
             v,
-            json!({"type": "text", "content": "", "totalLines": 0, "hasMore": false})
+            json!({"type": "text", "content": "", "totalLines": 1, "hasMore": false})
         );
         assert_eq!(
             read(&s, "e", Some(2), None).unwrap_err().message,
-            "Offset 2 is beyond end of file (0 lines total)"
+            "Offset 2 is beyond end of file (1 lines total)"
         );
+        write(&s, "nl", "\n");
+        assert_eq!(read(&s, "nl", None, None).unwrap()["totalLines"], 2);
+        assert_eq!(read(&s, "nl", Some(2), None).unwrap()["content"], "");
+        // Every offset/limit against the model, on texts with and without a final
+        // newline, with empty lines and CRLF.
+        for text in ["a\nb\n", "a\nb", "\n\nx\n\n", "one\r\ntwo\r\n", "solo"] {
+            write(&s, "m", text);
+            let total = text.split('\n').count();
+            for offset in 1..=total {
+                for limit in [None, Some(1), Some(2), Some(total)] {
+                    let v = read(&s, "m", Some(offset as i64), limit.map(|l| l as i64)).unwrap();
+                    assert_eq!(
+                        v,
+                        model(text, offset, limit),
+                        "{text:?} offset {offset} limit {limit:?}"
+                    );
+                }
+            }
+            let e = read(&s, "m", Some(total as i64 + 1), None).unwrap_err();
+            assert_eq!(
+                e.message,
+                format!(
+                    "Offset {} is beyond end of file ({total} lines total)",
+                    total + 1
+                )
+            );
+        }
     }
 
     #[test]
@@ -407,21 +428,24 @@ mod tests {
         write(&s, "f", &body);
         let v = read(&s, "f", Some(3), Some(2)).unwrap();
         assert_eq!(
-            v["content"],
-            "L3\nL4\n\n[6 more lines in file. Use offset=5 to continue.]"
+            v,
+            json!({"type": "text", "content": "L3\nL4", "totalLines": 11, "hasMore": true})
         );
-        assert_eq!(v["hasMore"], true);
-        assert_eq!(v["totalLines"], 10);
-        assert!(v.get("truncation").is_none());
-        // Limit reaching the end exactly: no notice, final newline kept.
+        // The last real line: the empty line after the final newline is still ahead.
         let v = read(&s, "f", Some(9), Some(2)).unwrap();
+        assert_eq!(v["content"], "L9\nL10");
+        assert_eq!(v["hasMore"], true);
+        // Through that empty line: the final newline, nothing more.
+        let v = read(&s, "f", Some(9), Some(3)).unwrap();
         assert_eq!(v["content"], "L9\nL10\n");
         assert_eq!(v["hasMore"], false);
         let v = read(&s, "f", Some(10), None).unwrap();
         assert_eq!(v["content"], "L10\n");
+        assert_eq!(read(&s, "f", Some(11), None).unwrap()["content"], "");
         // Non-positive limit means no limit (as the original).
         let v = read(&s, "f", Some(10), Some(0)).unwrap();
         assert_eq!(v["content"], "L10\n");
+        assert_eq!(v["hasMore"], false);
         // Errors.
         for bad in [0, -1] {
             assert_eq!(
@@ -429,10 +453,10 @@ mod tests {
                 "Offset must be >= 1"
             );
         }
-        let e = read(&s, "f", Some(11), None).unwrap_err();
+        let e = read(&s, "f", Some(12), None).unwrap_err();
         assert_eq!(
             e.message,
-            "Offset 11 is beyond end of file (10 lines total)"
+            "Offset 12 is beyond end of file (11 lines total)"
         );
         assert_eq!(e.status(), 400);
     }
@@ -440,17 +464,25 @@ mod tests {
     #[test]
     fn line_limit_boundary() {
         let (_t, s) = session();
-        let body: String = (1..=2000).map(|i| format!("{i}\n")).collect();
+        // 2000 lines without a final newline: exactly at the limit.
+        let body = (1..=2000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
         write(&s, "exact", &body);
         let v = read(&s, "exact", None, None).unwrap();
         assert_eq!(v["hasMore"], false);
         assert!(v.get("truncation").is_none());
         assert_eq!(v["content"], body);
 
-        let body: String = (1..=2001).map(|i| format!("{i}\n")).collect();
+        // With the final newline that is 2001 lines: the empty last one is cut.
+        let body = format!("{body}\n");
         write(&s, "over", &body);
         let v = read(&s, "over", None, None).unwrap();
         assert_eq!(v["hasMore"], true);
+        assert_eq!(v["totalLines"], 2001);
+        let kept = body.trim_end();
+        assert_eq!(v["content"], kept);
         let t = &v["truncation"];
         assert_eq!(t["truncatedBy"], "lines");
         assert_eq!(t["totalLines"], 2001);
@@ -458,17 +490,34 @@ mod tests {
         assert_eq!(t["maxLines"], 2000);
         assert_eq!(t["maxBytes"], 51200);
         assert_eq!(t["totalBytes"], body.len());
-        let kept: String = (1..=2000).map(|i| format!("{i}\n")).collect();
-        let kept = kept.trim_end();
         assert_eq!(t["content"], kept);
         assert_eq!(t["outputBytes"], kept.len());
+        assert_eq!(t["firstLineExceedsLimit"], false);
+        // Continuing after the kept lines.
+        let v = read(&s, "over", Some(2001), None).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "text", "content": "", "totalLines": 2001, "hasMore": false})
+        );
+        // A limit past the cut: the truncation describes the limited selection.
+        let more: String = (1..=2100).map(|i| format!("{i}\n")).collect();
+        write(&s, "more", &more);
+        let v = read(&s, "more", Some(2), Some(2050)).unwrap();
+        assert_eq!(v, model(&more, 2, Some(2050)));
+        let selection: Vec<&str> = more.split('\n').skip(1).take(2050).collect();
+        assert_eq!(v["hasMore"], true);
+        let t = &v["truncation"];
+        assert_eq!(t["truncatedBy"], "lines");
+        assert_eq!(t["totalLines"], 2050);
+        assert_eq!(t["totalBytes"], selection.join("\n").len());
+        assert_eq!(t["outputLines"], 2000);
         assert_eq!(
             v["content"],
-            format!("{kept}\n\n[Showing lines 1-2000 of 2001. Use offset=2001 to continue.]")
+            (2..=2001)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         );
-        // Continue from the notice.
-        let v = read(&s, "over", Some(2001), None).unwrap();
-        assert_eq!(v["content"], "2001\n");
     }
 
     #[test]
@@ -482,32 +531,45 @@ mod tests {
         let v = read(&s, "fits", None, None).unwrap();
         assert!(v.get("truncation").is_none(), "{}", v["truncation"]);
         assert_eq!(v["content"], body);
-        // One more line: cut by bytes, whole lines kept.
-        write(&s, "over", format!("{body}{line}\n"));
+        assert_eq!(v["totalLines"], 513);
+        // One more line: cut by bytes, whole lines kept, no notice in the content.
+        let over = format!("{body}{line}\n");
+        write(&s, "over", &over);
         let v = read(&s, "over", None, None).unwrap();
         let t = &v["truncation"];
         assert_eq!(t["truncatedBy"], "bytes");
         assert_eq!(t["outputLines"], 512);
         assert_eq!(t["outputBytes"], 51199);
-        assert_eq!(
-            v["content"],
-            format!(
-                "{}\n\n[Showing lines 1-512 of 513 (50.0KB limit). Use offset=513 to continue.]",
-                body.trim_end()
-            )
-        );
-        // Multibyte lines are never split.
+        assert_eq!(t["totalLines"], 514);
+        assert_eq!(t["totalBytes"], over.len());
+        assert_eq!(v["content"], body.trim_end());
+        assert_eq!(v["hasMore"], true);
+        // From an offset: the truncation measures the selection, not the file.
+        let longer = format!("{line}\n").repeat(515);
+        write(&s, "longer", &longer);
+        let v = read(&s, "longer", Some(3), None).unwrap();
+        let t = &v["truncation"];
+        assert_eq!(t["totalBytes"], longer.len() - 200);
+        assert_eq!(t["totalLines"], 514);
+        assert_eq!(t["outputLines"], 512);
+        assert_eq!(v["totalLines"], 516);
+        assert_eq!(v["content"], format!("{line}\n").repeat(511) + &line);
+        // A first line over the limit: empty content, the rest readable.
         let body = "é".repeat(30000) + "\n" + "b";
         write(&s, "mb", &body);
         let v = read(&s, "mb", None, None).unwrap();
-        assert_eq!(v["truncation"]["firstLineExceedsLimit"], true);
-        assert_eq!(v["truncation"]["content"], "");
-        assert_eq!(v["truncation"]["outputLines"], 0);
-        assert_eq!(
-            v["content"],
-            "[Line 1 is 58.6KB, exceeds 50.0KB limit. Use bash: sed -n '1p' mb | head -c 51200]"
-        );
+        assert_eq!(v["content"], "");
         assert_eq!(v["hasMore"], true);
+        assert_eq!(v["totalLines"], 2);
+        let t = &v["truncation"];
+        assert_eq!(t["firstLineExceedsLimit"], true);
+        assert_eq!(t["truncatedBy"], "bytes");
+        assert_eq!(t["content"], "");
+        assert_eq!(
+            (t["outputLines"].clone(), t["outputBytes"].clone()),
+            (json!(0), json!(0))
+        );
+        assert_eq!(t["totalBytes"], body.len());
         let v = read(&s, "mb", Some(2), None).unwrap();
         assert_eq!(v["content"], "b");
     }
@@ -519,6 +581,47 @@ mod tests {
         let v = read(&s, "big", None, None).unwrap();
         assert_eq!(v["truncation"]["totalBytes"], 5 << 20);
         assert_eq!(v["totalLines"], 1);
+        // Many lines after the cut are counted, in every chunk.
+        let body = "z\n".repeat(300_000);
+        write(&s, "many", &body);
+        let v = read(&s, "many", Some(5), Some(3)).unwrap();
+        assert_eq!(v["content"], "z\nz\nz");
+        assert_eq!(v["totalLines"], 300_001);
+        let v = read(&s, "many", None, None).unwrap();
+        assert_eq!(v["totalLines"], 300_001);
+        assert_eq!(v["truncation"]["totalBytes"], body.len());
+    }
+
+    /// Selections that start, end or are cut in later 64 KB chunks, against the
+    /// in-memory model.
+    #[test]
+    fn streaming_matches_the_model() {
+        let (_t, s) = session();
+        let mut body = String::new();
+        for i in 0..40_000 {
+            body.push_str(&"w".repeat(i % 37));
+            body.push('\n');
+        }
+        write(&s, "f", &body);
+        let total = body.split('\n').count();
+        for (offset, limit) in [
+            (1, None),
+            (1, Some(3000)),
+            (1500, Some(400)),
+            (20_000, None),
+            (20_000, Some(2500)),
+            (39_990, Some(5)),
+            (39_999, Some(2)),
+            (total, None),
+            (total, Some(1)),
+        ] {
+            let v = read(&s, "f", Some(offset as i64), limit.map(|l: usize| l as i64)).unwrap();
+            assert_eq!(
+                v,
+                model(&body, offset, limit),
+                "offset {offset} limit {limit:?}"
+            );
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde::Serialize;
 pub const DEFAULT_MAX_LINES: usize = 2000;
 /// Byte limit of every tool's text output: 50 KB.
 pub const DEFAULT_MAX_BYTES: usize = 50 * 1024;
-/// Longest grep line shown, in characters.
+/// Longest grep line shown, in UTF-16 code units (JavaScript's string length).
 pub const GREP_MAX_LINE_LENGTH: usize = 500;
 /// "No line limit", as the original spelled it (JavaScript's `MAX_SAFE_INTEGER`).
 pub const NO_LINE_LIMIT: usize = 9_007_199_254_740_991;
@@ -142,16 +142,23 @@ pub fn format_size(bytes: usize) -> String {
     }
 }
 
-/// Cuts a line to `max_chars` characters, adding `... [truncated]`; says whether it cut.
-pub fn truncate_line(line: &str, max_chars: usize) -> (Cow<'_, str>, bool) {
-    // Fast path: a line of at most max_chars bytes has at most max_chars chars.
-    if line.len() <= max_chars {
+/// Cuts a line to `max_units` UTF-16 code units (what JavaScript's `length` and
+/// `slice` count, so a character outside the BMP counts two), adding
+/// `... [truncated]`; says whether it cut. Where the original's cut fell inside a
+/// surrogate pair (leaving half a character), this one stops before the pair.
+pub fn truncate_line(line: &str, max_units: usize) -> (Cow<'_, str>, bool) {
+    // Fast path: a line of at most max_units bytes has at most max_units units.
+    if line.len() <= max_units {
         return (Cow::Borrowed(line), false);
     }
-    match line.char_indices().nth(max_chars) {
-        None => (Cow::Borrowed(line), false),
-        Some((cut, _)) => (Cow::Owned(format!("{}... [truncated]", &line[..cut])), true),
+    let mut units = 0;
+    for (i, c) in line.char_indices() {
+        units += c.len_utf16();
+        if units > max_units {
+            return (Cow::Owned(format!("{}... [truncated]", &line[..i])), true);
+        }
     }
+    (Cow::Borrowed(line), false)
 }
 
 #[cfg(test)]
@@ -253,5 +260,12 @@ mod tests {
         let (t, cut) = truncate_line("éééé", 3);
         assert!(cut);
         assert_eq!(t, "ééé... [truncated]");
+        // UTF-16 units: an emoji is two.
+        assert_eq!(truncate_line("😀a", 3), (Cow::Borrowed("😀a"), false));
+        assert_eq!(truncate_line("😀😀", 4), (Cow::Borrowed("😀😀"), false));
+        assert_eq!(truncate_line("😀😀😀", 4).0, "😀😀... [truncated]");
+        // A cut inside a pair stops before it.
+        assert_eq!(truncate_line("a😀😀", 2).0, "a... [truncated]");
+        assert_eq!(truncate_line("a😀", 2).0, "a... [truncated]");
     }
 }

@@ -246,17 +246,24 @@ fn options() {
         "{}",
         e.message
     );
-    // Not trimmed.
-    write(&s, "sp", "a b\nab\n");
+    // Trimmed, as the original did: " b" searches for "b".
+    write(&s, "sp", "a b\nab\nxyz\n");
     let v = run(
         &s,
         GrepRequest {
             path: Some("sp".into()),
-            ..req(" b")
+            ..req(" b\n")
         },
     )
     .unwrap();
-    assert_eq!(content(&v), "sp:1: a b");
+    assert_eq!(content(&v), "sp:1: a b\nsp:2: ab");
+    for blank in ["", " \t\n", "\u{feff}"] {
+        assert_eq!(
+            run(&s, req(blank)).unwrap_err().message,
+            "Missing or invalid pattern",
+            "{blank:?}"
+        );
+    }
     // CRLF files show without the CR.
     write(&s, "crlf", "one\r\ntwo\r\n");
     let v = run(
