@@ -119,7 +119,7 @@ fn response_has_every_field() {
 #[test]
 fn languages_by_code_alias_and_default() {
     let sc = Sidecar::start();
-    for (name, code) in [("sh", "bash"), ("shell", "bash"), ("bash", "bash")] {
+    for (name, code) in [("sh", "bash"), ("Shell", "bash"), ("BASH", "bash")] {
         let v = sc.execute(&json!({"language": name, "code": "echo $0 >/dev/null; echo hi"}));
         assert_eq!(v["language"], code, "{name}: {v}");
         assert_eq!(v["stdout"], "hi\n");
@@ -808,4 +808,74 @@ fn stdin_args_and_bad_requests() {
         assert_eq!(status, 400, "{body}: {v}");
         assert!(!error_of(&v).is_empty());
     }
+}
+
+#[test]
+fn compile_timeout_compile_failure_and_memory_multiplier() {
+    let (_dir, languages) = languages_with(
+        "[languages.slowbuild]\nplugin = \"template\"\nfile_extension = \"slowbuild\"\n\
+         code_filename = \"code.sh\"\ncompile_command = \"sleep 30\"\nrun_command = \"bash {file}\"\n\n\
+         [languages.failbuild]\nplugin = \"template\"\nfile_extension = \"failbuild\"\n\
+         code_filename = \"code.sh\"\ncompile_command = \"bash -c 'echo broken >&2; exit 4'\"\n\
+         run_command = \"bash {file}\"\n\n\
+         [languages.bigpy]\nplugin = \"template\"\nfile_extension = \"bigpy\"\n\
+         code_filename = \"code.py\"\nrun_command = \"python3 {file}\"\nmemory_multiplier = 4.0\n",
+    );
+    let sc = Sidecar::start_with(Options {
+        env: vec![
+            ("SIDECAR_COMPILE_TIMEOUT".into(), "1".into()),
+            ("SIDECAR_MEMORY_MB".into(), "64".into()),
+        ],
+        languages: Some(languages),
+        ..Options::default()
+    });
+    // A compile step past its timeout: status timeout, exit code 124, no run.
+    let (v, took) = timed(|| sc.execute(&json!({"language": "slowbuild", "code": "echo never"})));
+    assert_eq!(v["status"], "timeout", "{v:#}");
+    assert_eq!(v["exit_code"], 124, "{v:#}");
+    assert_eq!(v["compile"]["timedOut"], true, "{v:#}");
+    assert!(v["run"].is_null(), "{v:#}");
+    assert!(took < Duration::from_secs(1) + SLACK, "{took:?}");
+    // A failing compile step: compile_error with its exit code and message.
+    let v = sc.execute(&json!({"language": "failbuild", "code": "echo never"}));
+    assert_eq!(v["status"], "compile_error", "{v:#}");
+    assert_eq!(v["compile"]["exitCode"], 4, "{v:#}");
+    assert_eq!(v["exit_code"], 4, "{v:#}");
+    assert_eq!(v["stderr"], "broken\n", "{v:#}");
+    assert!(v["run"].is_null(), "{v:#}");
+
+    // 64 MiB × the language's memory multiplier.
+    if language_available(&sc, "py") {
+        let code = "b = b'x' * (150 << 20)\nprint(len(b) >> 20)\n";
+        let v = sc.execute(&json!({"language": "py", "code": code}));
+        assert_eq!(v["status"], "memory_limit", "{v:#}");
+        let v = sc.execute(&json!({"language": "bigpy", "code": code}));
+        assert_eq!(
+            v["status"], "ok",
+            "the memory multiplier was not applied: {v:#}"
+        );
+        assert_eq!(v["stdout"], "150\n");
+    }
+}
+
+#[test]
+#[ignore = "bug: without cgroups (SIDECAR_NO_CGROUPS=1, root) each execution runs as a \
+            dedicated uid sharing only gid 65532, but files made through the API \
+            (workspace/mod.rs `Session::create_atomic`: owner 65532, mode 0644) are not \
+            group-writable, so code cannot modify the files it was given (EACCES)"]
+fn without_cgroups_request_files_are_writable_by_the_code() {
+    let sc = Sidecar::start_with(Options {
+        env: vec![("SIDECAR_NO_CGROUPS".into(), "1".into())],
+        ..Options::default()
+    });
+    let v = sc.execute(&json!({
+        "language": "bash",
+        "code": "cat given.txt && echo more >> given.txt && echo new > made.txt",
+        "files": [{"path": "given.txt", "content": "given\n"}],
+    }));
+    assert_eq!(v["status"], "ok", "{v:#}");
+    assert_eq!(
+        std::fs::read_to_string(sc.workspace.join("given.txt")).unwrap(),
+        "given\nmore\n"
+    );
 }

@@ -379,7 +379,9 @@ fn the_sidecars_secrets_are_not_visible() {
         ..Options::default()
     });
     let pid = sc.pid();
-    let (status, _) = sc.post("/execute", &json!({"language": "bash", "code": "true"}));
+    // (Without a body: the sidecar answers 401 without reading one, and a client still
+    // writing it could get EPIPE.)
+    let (status, _) = sc.get("/languages");
     assert_eq!(status, 401, "the token is required");
     let leaks = |text: &str| text.contains("topsecret") || text.contains(secret);
 
@@ -410,6 +412,14 @@ fn the_sidecars_secrets_are_not_visible() {
         .unwrap()
         .iter()
         .any(|l| l["code"] == "py" && l["toolchainAvailable"] == true);
+    if !py {
+        // (language_available cannot be used: /languages needs the token here.)
+        let why = "SKIPPED language py: toolchain missing";
+        if std::env::var("SIDECAR_REQUIRE_ALL_LANGUAGES").is_ok_and(|v| v == "1") {
+            panic!("{why}; CI requires every language");
+        }
+        eprintln!("{why}");
+    }
     if py {
         let code = format!(
             "import os\nprint(dict(os.environ))\ntry:\n    print(open('/proc/{pid}/environ').read())\n\
@@ -541,7 +551,7 @@ fn print_number(language: &str, n: usize) -> String {
         "go" => format!("package main\n\nimport \"fmt\"\n\nfunc main() {{ fmt.Println({n}) }}\n"),
         "rs" => format!("fn main() {{ println!(\"{{}}\", {n}); }}\n"),
         "java" => format!(
-            "public class N{n} {{ public static void main(String[] a) {{ System.out.println({n}); }} }}\n"
+            "public class Main {{ public static void main(String[] a) {{ System.out.println({n}); }} }}\n"
         ),
         "r" => format!("cat({n}, '\\n', sep = '')"),
         "f90" => format!("program n\n  print '(I0)', {n}\nend program n\n"),
@@ -619,4 +629,151 @@ fn ten_concurrent_c_executions_in_one_session_are_all_correct() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(processes_with(&scratch_marker(&sc)).is_empty());
+}
+
+/// A sidecar that cannot use cgroups: executions get a dedicated uid each, and every
+/// process of that uid is killed afterwards (the fallback of hosts without delegation).
+fn sidecar_without_cgroups() -> Sidecar {
+    Sidecar::start_with(Options {
+        env: vec![("SIDECAR_NO_CGROUPS".into(), "1".into())],
+        ..Options::default()
+    })
+}
+
+#[test]
+fn without_cgroups_daemons_and_fork_bombs_are_still_contained() {
+    let sc = sidecar_without_cgroups();
+    let (_, health) = sc.get("/health");
+    let kill_all = health["protections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "kill_all")
+        .cloned()
+        .unwrap_or_default();
+    if kill_all["active"] != true {
+        eprintln!("SKIPPED: no kill-all protection without cgroups here (not root?): {kill_all}");
+        return;
+    }
+    let m = unique_marker();
+    let v = execute(
+        &sc,
+        "bash",
+        &format!("setsid sleep 1000.{m} >/dev/null 2>&1 </dev/null &\nexit 0\n"),
+        5.0,
+    );
+    assert_eq!(v["status"], "ok", "{v:#}");
+    assert_no_processes(&m, "a setsid daemon without cgroups");
+
+    let v = execute(&sc, "bash", ":(){ :|:& };:", 3.0);
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_no_processes(&scratch_marker(&sc), "a shell fork bomb without cgroups");
+
+    let m = unique_marker();
+    let r = bash(&sc, &format!("setsid sleep 1000.{m} & exit 0"), 5.0);
+    assert_eq!(r.done["exitCode"], 0, "{}", r.done);
+    assert_no_processes(&m, "a setsid daemon in /bash without cgroups");
+    assert_serving(&sc);
+}
+
+#[test]
+#[ignore = "bug: exec/janitor.rs sweep_uid waits for kill(-1) to fail with ESRCH, which \
+            Linux only does when no other process exists at all (EPERM targets count), so \
+            every execution without cgroups spends all 2000 rounds (~1.2 s) and logs \
+            `processes of the dedicated uid survived the sweep`"]
+fn without_cgroups_the_uid_sweep_ends_when_nothing_is_left() {
+    let sc = sidecar_without_cgroups();
+    let v = execute(&sc, "bash", "echo hi", 10.0);
+    assert_eq!(v["stdout"], "hi\n", "{v:#}");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = sc.log();
+    assert!(
+        !log.contains("survived the sweep"),
+        "the sweep of a uid with no process left gave up:\n{log}"
+    );
+}
+
+#[test]
+fn a_work_dir_swapped_for_a_symlink_while_queued_is_not_followed() {
+    // One execution at a time: the second request waits in the queue, its work dir
+    // already checked, while the first (the attacker, in the same session) replaces
+    // that directory with a symlink to a directory of the host.
+    let sc = Arc::new(Sidecar::start_with(Options {
+        env: vec![("SIDECAR_MAX_CONCURRENT".into(), "1".into())],
+        ..Options::default()
+    }));
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("host-dir");
+    std::fs::create_dir(&target).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let owner_before = std::fs::metadata(&target).unwrap().uid();
+
+    let attacker = {
+        let sc = Arc::clone(&sc);
+        let code = format!(
+            "for i in $(seq 1 500); do [ -d victim ] && break; sleep 0.01; done\n\
+             sleep 0.2\nrm -rf victim && ln -s {} victim && echo swapped\n",
+            target.display()
+        );
+        std::thread::spawn(move || {
+            sc.execute(&json!({"language": "bash", "code": code, "timeoutSeconds": 20}))
+        })
+    };
+    // Wait until the attacker runs, then queue the victim's request.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while processes_with(&scratch_marker(&sc)).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attacker never ran"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, v) = sc.post(
+        "/execute",
+        &json!({"language": "bash", "code": "pwd; touch planted", "working_dir": "victim", "timeoutSeconds": 20}),
+    );
+    let a = attacker.join().unwrap();
+    assert_eq!(a["stdout"], "swapped\n", "the race was not set up: {a:#}");
+    let owner_after = std::fs::metadata(&target).unwrap().uid();
+    assert_eq!(
+        owner_after, owner_before,
+        "the sidecar gave a host directory to the sandbox uid through a symlink ({status} {v})"
+    );
+    assert!(
+        !target.join("planted").exists(),
+        "code ran in a host directory reached through a symlink: {v}"
+    );
+}
+
+#[test]
+#[ignore = "bug: no mount namespace (exec/sandbox.rs): /tmp and /dev/shm are the host's, \
+            shared by every execution and session, and what code leaves there stays after \
+            its execution (only TMPDIR points at the private scratch dir)"]
+fn files_left_in_tmp_are_not_seen_by_the_next_execution() {
+    let sc = Sidecar::start();
+    let m = unique_marker();
+    let paths = [
+        format!("/tmp/sidecar-leftover-{m}"),
+        format!("/dev/shm/sidecar-leftover-{m}"),
+    ];
+    let write = paths
+        .iter()
+        .map(|p| format!("echo secret > {p}\n"))
+        .collect::<String>();
+    let v = sc.execute(&json!({"language": "bash", "code": write, "sessionId": "writer"}));
+    assert_eq!(v["status"], "ok", "{v:#}");
+    let read = paths
+        .iter()
+        .map(|p| format!("cat {p} 2>/dev/null\n"))
+        .collect::<String>();
+    let v = sc.execute(&json!({"language": "bash", "code": read, "sessionId": "reader"}));
+    let left: Vec<_> = paths.iter().filter(|p| Path::new(p).exists()).collect();
+    for p in &paths {
+        let _ = std::fs::remove_file(p);
+    }
+    assert_eq!(v["stdout"], "", "another session read what was left: {v:#}");
+    assert!(
+        left.is_empty(),
+        "left on the host after the execution: {left:?}"
+    );
 }

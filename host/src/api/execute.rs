@@ -172,13 +172,20 @@ fn prepare(
             registry.codes().join(", ")
         ))
     })?;
-    let work_dir: PathBuf = match req.working_dir.as_deref().filter(|d| !d.is_empty()) {
-        None => session.dir().to_path_buf(),
-        Some(dir) => {
-            session.mkdir_all(dir)?;
-            session.dir().join(session.resolve(dir)?)
-        }
-    };
+    // The work dir, and a descriptor of it opened through the confined session: the
+    // runner uses that, never the path again (code of this session may swap the path
+    // for a symlink while the execution waits for a slot).
+    let (work_dir, work_dir_fd): (PathBuf, _) =
+        match req.working_dir.as_deref().filter(|d| !d.is_empty()) {
+            None => (
+                session.dir().to_path_buf(),
+                session.dir_fd().try_clone_to_owned().ok(),
+            ),
+            Some(dir) => {
+                let fd = session.mkdir_all(dir)?;
+                (session.dir().join(session.resolve(dir)?), Some(fd))
+            }
+        };
     let work_rel = work_dir
         .strip_prefix(session.dir())
         .map(|p| p.to_path_buf())
@@ -212,6 +219,7 @@ fn prepare(
             args: req.args,
             timeout: req.timeout_seconds,
             work_dir,
+            work_dir_fd,
         },
     ))
 }

@@ -45,6 +45,7 @@ pub fn cli_run(args: RunArgs) -> anyhow::Result<i32> {
                     args: args.args.clone(),
                     timeout: Some(args.timeout as f64),
                     work_dir,
+                    work_dir_fd: None,
                 },
             )
             .await

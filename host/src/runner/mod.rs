@@ -150,6 +150,9 @@ pub struct ExecuteRequest {
     pub timeout: Option<f64>,
     /// The program's current directory.
     pub work_dir: PathBuf,
+    /// `work_dir`, opened by the caller through the confined session (preferred: the
+    /// runner then never resolves the path again; see [`PinnedDir`]).
+    pub work_dir_fd: Option<std::os::fd::OwnedFd>,
 }
 
 /// The result of an execution that could be run.
@@ -268,7 +271,8 @@ impl Executor {
             let _ = std::fs::remove_dir_all(&path);
             std::fs::create_dir(&path)?;
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+            let mode = if self.shares_by_group() { 0o770 } else { 0o700 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
             if let Some((uid, gid)) = self.run_as(uid) {
                 std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
             }
@@ -283,25 +287,44 @@ impl Executor {
         Ok(ScratchDir(path))
     }
 
-    /// Lets the language's uid write in the work dir (the directory itself; files the
-    /// caller wrote through the API stay readable).
-    fn open_work_dir(&self, dir: &Path, uid: u32) {
-        if let Some((uid, gid)) = self.run_as(uid) {
-            use std::os::unix::fs::MetadataExt;
-            if std::fs::metadata(dir)
-                .map(|m| m.uid() != uid)
-                .unwrap_or(false)
-            {
-                let _ = std::os::unix::fs::chown(dir, Some(uid), Some(gid));
+    /// Whether executions run as dedicated uids (no cgroups) that share only the gid:
+    /// then what the runner prepares for them must be reachable through the group.
+    fn shares_by_group(&self) -> bool {
+        self.sandbox.uid_pool.is_some() && self.sandbox.run_as().is_some()
+    }
+
+    /// Pins the work dir (see [`PinnedDir`]) and lets the language's uid write in it
+    /// (the directory itself; files the caller wrote through the API stay readable).
+    fn open_work_dir(
+        &self,
+        dir: &Path,
+        opened: Option<std::os::fd::OwnedFd>,
+        uid: u32,
+    ) -> PinnedDir {
+        let pinned = match opened {
+            Some(fd) => PinnedDir::from_fd(fd),
+            None => PinnedDir::open(dir),
+        };
+        if let (Some(fd), Some((uid, gid))) = (&pinned.fd, self.run_as(uid)) {
+            use std::os::fd::AsFd;
+            if let Ok(st) = crate::workspace::sys::fstat(fd.as_fd()) {
+                if st.st_uid != uid {
+                    let _ = crate::workspace::sys::fchown(fd.as_fd(), uid, gid);
+                }
+                if self.shares_by_group() && st.st_mode & 0o070 != 0o070 {
+                    let _ =
+                        crate::workspace::sys::fchmod(fd.as_fd(), (st.st_mode & 0o7777) | 0o070);
+                }
             }
         }
+        pinned
     }
 
     /// Runs code in a language: plan, files, compile, run.
     pub async fn execute(
         &self,
         language: &Arc<Language>,
-        req: ExecuteRequest,
+        mut req: ExecuteRequest,
     ) -> Result<ExecuteOutcome, ExecuteError> {
         let _permit = self
             .limiter
@@ -312,7 +335,7 @@ impl Executor {
         let scratch = self.scratch(settings.user_id)?;
         let scratch_str = scratch.0.to_string_lossy().into_owned();
         let work_str = req.work_dir.to_string_lossy().into_owned();
-        self.open_work_dir(&req.work_dir, settings.user_id);
+        let work = self.open_work_dir(&req.work_dir, req.work_dir_fd.take(), settings.user_id);
 
         // 1. The plan, from the plugin, on a blocking thread.
         let plan_started = Instant::now();
@@ -345,7 +368,7 @@ impl Executor {
         for f in &plan.files {
             let (base, is_work) = match f.location {
                 FileLocation::Scratch => (&scratch.0, false),
-                FileLocation::WorkDir => (&req.work_dir, true),
+                FileLocation::WorkDir => (&work.path, true),
             };
             write_plan_file(
                 base,
@@ -353,6 +376,7 @@ impl Executor {
                 &f.content,
                 f.executable,
                 self.run_as(settings.user_id),
+                self.shares_by_group(),
             )
             .map_err(|e| {
                 ExecuteError::Internal(format!("cannot write the plan's file {}: {e}", f.path))
@@ -361,7 +385,7 @@ impl Executor {
                 own_files.push(f.path.clone());
             }
         }
-        let before = Snapshot::take(&req.work_dir);
+        let before = Snapshot::take(&work.path);
 
         // 3. The environment every command shares.
         let base_env = self.base_env(settings, &scratch_str, &work_str);
@@ -405,7 +429,7 @@ impl Executor {
                     Status::MemoryLimit => Status::MemoryLimit,
                     _ => Status::CompileError,
                 };
-                let files = before.changes(&Snapshot::take(&req.work_dir), &own_files);
+                let files = before.changes(&Snapshot::take(&work.path), &own_files);
                 return Ok(ExecuteOutcome {
                     status,
                     compile: Some(c),
@@ -422,7 +446,7 @@ impl Executor {
             .cwd
             .as_ref()
             .map(PathBuf::from)
-            .unwrap_or_else(|| req.work_dir.clone());
+            .unwrap_or_else(|| work.path.clone());
         let mut spec = self.spec(
             cmd.argv.clone(),
             env_for(cmd),
@@ -436,7 +460,7 @@ impl Executor {
         );
         spec.stdin = req.stdin;
         let run = Stage::from_outcome(run_process(&self.sandbox, spec, None).await?);
-        let files = before.changes(&Snapshot::take(&req.work_dir), &own_files);
+        let files = before.changes(&Snapshot::take(&work.path), &own_files);
         Ok(ExecuteOutcome {
             status: run.status(),
             compile,
@@ -487,7 +511,7 @@ impl Executor {
             .await
             .map_err(|_| ExecuteError::Busy)?;
         let scratch = self.scratch(uid)?;
-        self.open_work_dir(dir, uid);
+        let work = self.open_work_dir(dir, None, uid);
         let scratch_str = scratch.0.to_string_lossy().into_owned();
         let env = vec![
             ("PATH".to_string(), DEFAULT_PATH.to_string()),
@@ -499,7 +523,7 @@ impl Executor {
         let spec = self.spec(
             vec!["/bin/sh".into(), "-c".into(), command],
             env,
-            dir.to_path_buf(),
+            work.path.clone(),
             timeout,
             Who {
                 memory_multiplier: 1.0,
@@ -540,6 +564,7 @@ fn write_plan_file(
     content: &[u8],
     executable: bool,
     owner: Option<(u32, u32)>,
+    group_writable_dirs: bool,
 ) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -558,6 +583,9 @@ fn write_plan_file(
             }
             Err(_) => {
                 std::fs::create_dir(&dir)?;
+                if group_writable_dirs {
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o775))?;
+                }
                 if let Some((uid, gid)) = owner {
                     std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
                 }
@@ -579,6 +607,58 @@ fn write_plan_file(
         std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
     }
     Ok(())
+}
+
+/// The work dir of one execution, opened once without following any symlink and used
+/// through that descriptor (`/proc/self/fd/N`) from then on: chown, plan files,
+/// snapshots, the program's current directory. Code of the same session owns the
+/// session's directories and may replace the work dir with a symlink to a host
+/// directory while this execution waits for a slot; the host, running as root, must
+/// then neither give that directory away nor write into it nor run code there.
+///
+/// When the path cannot be opened that way (a symlink somewhere above the workspace,
+/// say), the path is used as it is, and nothing is chowned.
+struct PinnedDir {
+    fd: Option<std::os::fd::OwnedFd>,
+    /// `/proc/self/fd/N` when pinned, else the path itself.
+    path: PathBuf,
+}
+
+impl PinnedDir {
+    fn from_fd(fd: std::os::fd::OwnedFd) -> PinnedDir {
+        use std::os::fd::AsRawFd;
+        PinnedDir {
+            path: PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            fd: Some(fd),
+        }
+    }
+
+    fn open(dir: &Path) -> PinnedDir {
+        use std::os::fd::AsFd;
+        let opened = std::path::absolute(dir).and_then(|abs| {
+            let root = crate::workspace::sys::open_dir_unconfined(Path::new("/"))?;
+            let rel = abs.strip_prefix("/").unwrap_or(&abs).to_path_buf();
+            crate::workspace::sys::openat2(
+                root.as_fd(),
+                &rel,
+                libc::O_DIRECTORY | libc::O_RDONLY,
+                0,
+            )
+        });
+        match opened {
+            Ok(fd) => PinnedDir::from_fd(fd),
+            Err(e) => {
+                tracing::debug!(
+                    dir = %dir.display(),
+                    "cannot open the work dir without following symlinks ({e}): used by path, not chowned"
+                );
+                PinnedDir {
+                    fd: None,
+                    path: dir.to_path_buf(),
+                }
+            }
+        }
+    }
 }
 
 /// A scratch dir, removed (in the background) when dropped.
