@@ -859,10 +859,6 @@ fn compile_timeout_compile_failure_and_memory_multiplier() {
 }
 
 #[test]
-#[ignore = "bug: without cgroups (SIDECAR_NO_CGROUPS=1, root) each execution runs as a \
-            dedicated uid sharing only gid 65532, but files made through the API \
-            (workspace/mod.rs `Session::create_atomic`: owner 65532, mode 0644) are not \
-            group-writable, so code cannot modify the files it was given (EACCES)"]
 fn without_cgroups_request_files_are_writable_by_the_code() {
     let sc = Sidecar::start_with(Options {
         env: vec![("SIDECAR_NO_CGROUPS".into(), "1".into())],

@@ -311,11 +311,17 @@ impl Cgroups {
                 if !group.v2 && group.dirs.len() > 1 && group.memory.as_ref() == Some(dir) {
                     group.v1_memory_join = Some(group.join.len());
                 }
-                group.join.push(
-                    OpenOptions::new()
-                        .write(true)
-                        .open(dir.join("cgroup.procs"))?,
-                );
+                // v1: the child writes "0" into `tasks`, moving only itself (it is
+                // single-threaded between fork and exec, so that moves the process).
+                // Writing `cgroup.procs` takes the kernel's global threadgroup rwsem for
+                // writing, which waits for an RCU grace period (5-17 ms) whenever no
+                // migration happened in the last few milliseconds: spaced requests, as
+                // an agent makes them, paid it every time. A `tasks` write of "0" skips
+                // that lock.
+                let join_file = if group.v2 { "cgroup.procs" } else { "tasks" };
+                group
+                    .join
+                    .push(OpenOptions::new().write(true).open(dir.join(join_file))?);
             }
             Ok(())
         })();
@@ -365,7 +371,8 @@ pub(crate) struct ExecCgroup {
     kill_file: Option<PathBuf>,
     memory: Option<PathBuf>,
     pids: Option<PathBuf>,
-    /// `cgroup.procs` of every directory, open for the child to write "0" into.
+    /// `cgroup.procs` (v2) or `tasks` (v1) of every directory, open for the child to
+    /// write "0" into.
     join: Vec<File>,
     /// Index in `join` of the v1 memory group: joined only when a memory limit is set
     /// (each v1 hierarchy joined costs a migration on the spawn path).
@@ -396,7 +403,8 @@ impl ExecCgroup {
         Ok(())
     }
 
-    /// File descriptors of the `cgroup.procs` files to write "0" into, in the child.
+    /// File descriptors of the `cgroup.procs` (v2) or `tasks` (v1) files to write "0"
+    /// into, in the child.
     pub fn join_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
         let skip = if self.memory_limited {
             None

@@ -6,13 +6,20 @@
 use std::io;
 use std::time::Duration;
 
-/// Rounds of `kill(-1, SIGKILL)` before giving up (zombies waiting for their reaper
-/// still count as signalled processes).
-const ROUNDS: u32 = 2000;
+/// Rounds of (a forked helper's `kill(-1, SIGKILL)` bursts, then a look at /proc)
+/// before giving up.
+const ROUNDS: u32 = 200;
+/// `kill(-1, SIGKILL)` calls per helper: a fork bomb's children forked between two calls
+/// are caught by the next.
+const BURST: u32 = 4;
 const PAUSE: Duration = Duration::from_micros(500);
 
 /// Kills every process running as `uid`. Returns true when none is left. Blocks (for a
-/// fork, the sweep and a wait): call it from a blocking thread.
+/// few forks, the sweeps and waits): call it from a blocking thread.
+///
+/// Whether processes are left is read from /proc (zombies do not count: they are dead
+/// and only wait for their parent): `kill(-1)` itself cannot tell, as it succeeds
+/// whenever it finds any process at all.
 pub(crate) fn sweep_uid(uid: u32) -> io::Result<bool> {
     // SAFETY: plain getter.
     let own = unsafe { libc::geteuid() };
@@ -22,12 +29,24 @@ pub(crate) fn sweep_uid(uid: u32) -> io::Result<bool> {
             format!("refusing to sweep uid {uid}: not a dedicated uid"),
         ));
     }
+    for _ in 0..ROUNDS {
+        if !has_live_processes(uid) {
+            return Ok(true);
+        }
+        kill_burst(uid)?;
+    }
+    Ok(!has_live_processes(uid))
+}
+
+/// Forks a helper that becomes `uid` and sends SIGKILL to everything it may signal,
+/// [`BURST`] times.
+fn kill_burst(uid: u32) -> io::Result<()> {
     let pause = libc::timespec {
         tv_sec: 0,
         tv_nsec: PAUSE.as_nanos() as libc::c_long,
     };
     // SAFETY: between fork and _exit the child calls only async-signal-safe functions
-    // (setgroups, setgid, setuid, kill, nanosleep, _exit) on memory prepared before.
+    // (setgroups, setuid, kill, nanosleep, _exit) on memory prepared before.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -37,15 +56,11 @@ pub(crate) fn sweep_uid(uid: u32) -> io::Result<bool> {
             if libc::setgroups(0, std::ptr::null()) != 0 || libc::setuid(uid) != 0 {
                 libc::_exit(2);
             }
-            for _ in 0..ROUNDS {
-                if libc::kill(-1, libc::SIGKILL) != 0
-                    && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-                {
-                    libc::_exit(0);
-                }
+            for _ in 0..BURST {
+                libc::kill(-1, libc::SIGKILL);
                 libc::nanosleep(&pause, std::ptr::null_mut());
             }
-            libc::_exit(1);
+            libc::_exit(0);
         }
     }
     let mut status = 0;
@@ -61,10 +76,36 @@ pub(crate) fn sweep_uid(uid: u32) -> io::Result<bool> {
         }
     }
     match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
-        (true, 0) => Ok(true),
-        (true, 1) => Ok(false),
+        (true, 0) => Ok(()),
         _ => Err(io::Error::other(format!(
             "uid sweep helper failed (status {status:#x})"
         ))),
     }
+}
+
+/// Whether a process that is not a zombie runs as `uid` (real uid), per /proc.
+fn has_live_processes(uid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            return false;
+        };
+        let mut live = true;
+        let mut matches = false;
+        for line in status.lines() {
+            if let Some(state) = line.strip_prefix("State:") {
+                live = !state.trim_start().starts_with('Z');
+            } else if let Some(uids) = line.strip_prefix("Uid:") {
+                matches = uids.split_whitespace().next() == Some(&uid.to_string());
+                break;
+            }
+        }
+        live && matches
+    })
 }

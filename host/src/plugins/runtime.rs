@@ -41,7 +41,7 @@ impl Default for PluginLimits {
         PluginLimits {
             memory: 128 << 20,
             timeout: Duration::from_secs(1),
-            concurrency: 64,
+            concurrency: 16,
         }
     }
 }

@@ -515,6 +515,11 @@ fn inherit_owner(parent: BorrowedFd<'_>, new: BorrowedFd<'_>) {
     if let Ok(st) = sys::fstat(parent) {
         if st.st_uid != 0 || st.st_gid != 0 {
             let _ = sys::fchown(new, st.st_uid, st.st_gid);
+            // Group-writable too: without cgroups each execution runs as a uid of its
+            // own that shares only the sandbox group.
+            if let Ok(own) = sys::fstat(new) {
+                let _ = sys::fchmod(new, (own.st_mode & 0o777) | 0o020);
+            }
         }
     }
 }
