@@ -411,27 +411,22 @@ fn main() {
          fork, the child's setup, exec; the same exec costs the direct run too); the run \
          itself ≈ 0.7 ms (as direct); kill, reap, OOM check, second snapshot, response JSON \
          ≈ 0.2 ms.\n\n\
-         - **cgroup v1 migration (exec/spawn.rs, `ChildSetup::apply`)**: the child joins its \
-         groups by writing to `cgroup.procs`, which takes the kernel's \
-         `cgroup_threadgroup_rwsem` for writing. When no migration happened in the last \
-         ~10-20 ms, that waits for an RCU grace period: 9-17 ms measured on this kernel \
-         (a standalone fork-and-join loop: 0.06 ms when joins follow each other within \
-         10 ms, 9-13 ms after a 20-50 ms pause). Back-to-back benchmarks mostly miss it; \
-         requests that arrive spaced out, as an agent's do, pay it every time (the spaced \
-         rows). Without cgroups the spaced overhead falls to a few ms (third row). Remedies, \
-         none local to \
-         the runner: on cgroup v2, `clone3(CLONE_INTO_CGROUP)` instead of a migration; on \
-         v1, pre-forked stubs that join a pooled group off the critical path; or the \
-         host's `favordynmods` cgroup mount option (Linux 6.0 and later) or \
-         `/sys/kernel/rcu_expedited`.\n\
-         - **fork of the sidecar (exec/process.rs)**: `pre_exec` makes the standard \
-         library fork (not vfork/posix_spawn) a process with 17 GB of wasmtime \
-         reservations; `clone` alone takes ≈ 0.3 ms in the parent, plus the child's page \
-         table teardown at exec. A `CLONE_VM | CLONE_VFORK` spawn would avoid the copy.\n\
-         - **uid sweep without cgroups (exec/janitor.rs, `sweep_uid`)**: it loops until \
-         `kill(-1, SIGKILL)` fails with ESRCH, but Linux returns 0 whenever any other \
-         process exists (EPERM targets are counted), so every execution spends all 2000 \
-         rounds (≈ 1.2 s) and logs `processes of the dedicated uid survived the sweep`.\n\
+         - **cgroup v1 join (exec/cgroup.rs)**: a child that joined its groups by writing \
+         its pid to `cgroup.procs` took the kernel's `cgroup_threadgroup_rwsem` for \
+         writing, which waits for an RCU grace period when no migration happened in the \
+         last ~10-20 ms: 5-17 ms per spaced request. The child now writes \"0\" to v1's \
+         `tasks` (it is single-threaded between fork and exec), which skips that lock: \
+         spaced overhead went from +13.4 ms to the figure above. On cgroup v2, \
+         `clone3(CLONE_INTO_CGROUP)` would do the same (not done yet).\n\
+         - **the spawn itself (exec/process.rs)**: `pre_exec` makes the standard library \
+         fork (not vfork/posix_spawn) the sidecar, and the child's setup (cgroup join, \
+         setns, rlimits, setuid, closing descriptors) runs before exec while the parent \
+         waits: most of the remaining back-to-back overhead. A `CLONE_VM | CLONE_VFORK` \
+         spawn or a small pre-forked launcher would shorten it.\n\
+         - **uid sweep without cgroups (exec/janitor.rs, `sweep_uid`)**: it now ends when \
+         /proc shows no live process of the dedicated uid (it used to wait for \
+         `kill(-1)` to fail with ESRCH, which never happens while any process exists: \
+         1.2 s per execution).\n\
          - **work dir size (runner/snapshot.rs)**: files created or modified are found by \
          comparing two walks with a `stat` per file; 20 000 files cost ≈ 0.1 s per \
          execution.\n",
