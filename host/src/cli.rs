@@ -131,6 +131,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SIDECAR_SOCKET_GID")]
     pub socket_gid: Option<u32>,
     /// Also listen on this TCP address (e.g. 127.0.0.1:8080). Off by default.
+    /// `TCP_HOST` (default 127.0.0.1) and `TCP_PORT` are accepted too.
     #[arg(long = "tcp", env = "TCP_ADDR")]
     pub tcp_addr: Option<std::net::SocketAddr>,
     /// Allow a non-loopback TCP address without an auth token.

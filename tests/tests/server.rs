@@ -342,6 +342,41 @@ fn bearer_auth_on_tcp() {
 }
 
 #[test]
+fn tcp_host_and_port_as_the_coding_sidecar_took_them() {
+    let port = free_port();
+    let _sc = Sidecar::start_with(env(&[
+        ("TCP_HOST", "127.0.0.1"),
+        ("TCP_PORT", &port.to_string()),
+        ("SIDECAR_AUTH_TOKEN", "tok"),
+    ]));
+    // A body sent with a wrong token still gets its 401 (the server reads it first).
+    let r = tcp(
+        port,
+        "POST",
+        "/write",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer no"),
+        ],
+        br#"{"path":"x.txt","content":"nope"}"#,
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_error_envelope(&r.json());
+    let r = tcp(
+        port,
+        "POST",
+        "/ls",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer tok"),
+        ],
+        b"{}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["output"], "(empty directory)");
+}
+
+#[test]
 fn non_loopback_tcp_without_a_token_refuses_to_start() {
     let dir = test_dir();
     let port = free_port();

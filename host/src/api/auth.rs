@@ -30,13 +30,15 @@ pub async fn require_token(State(state): State<SharedState>, req: Request, next:
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    match given {
-        Some(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => next.run(req).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token").into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing `Authorization: Bearer <token>` header",
-        )
-        .into_response(),
-    }
+    let message = match given {
+        Some(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => {
+            return next.run(req).await
+        }
+        Some(_) => "invalid bearer token",
+        None => "missing `Authorization: Bearer <token>` header",
+    };
+    // Read (and drop) the body first, within the body limit: answering before the
+    // client has sent it would make the close a TCP reset that can eat the 401.
+    let _ = axum::body::to_bytes(req.into_body(), state.settings.body_limit).await;
+    ApiError::new(StatusCode::UNAUTHORIZED, message).into_response()
 }

@@ -16,7 +16,10 @@ use crate::exec::sandbox::Sandbox;
 use crate::runner::Executor;
 use crate::workspace::Workspace;
 
-pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+pub fn serve(mut args: ServeArgs) -> anyhow::Result<i32> {
+    if args.tcp_addr.is_none() {
+        args.tcp_addr = legacy_tcp_addr()?;
+    }
     if let Some(addr) = args.tcp_addr {
         let has_token = args.auth_token.as_deref().is_some_and(|t| !t.is_empty());
         if !addr.ip().is_loopback() && !has_token && !args.allow_insecure_tcp {
@@ -131,6 +134,28 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("grace period over: killing what still runs");
     }
     Ok(())
+}
+
+/// `TCP_HOST` / `TCP_PORT`, as the coding sidecar's later versions took them (host
+/// default 127.0.0.1), when `TCP_ADDR` is not set.
+fn legacy_tcp_addr() -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let Some(port) = std::env::var("TCP_PORT").ok().filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let host = std::env::var("TCP_HOST").ok().filter(|h| !h.is_empty());
+    let host = host.as_deref().unwrap_or("127.0.0.1");
+    let text = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    use std::net::ToSocketAddrs;
+    let addr = text
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("TCP_HOST/TCP_PORT `{text}`: {e}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("TCP_HOST/TCP_PORT `{text}` resolves to no address"))?;
+    Ok(Some(addr))
 }
 
 async fn shutdown_signal() {
