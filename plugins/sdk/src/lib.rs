@@ -58,7 +58,7 @@ pub use bindings::sidecar::language::types::{
     PlanFile, PlanRequest, PluginInfo,
 };
 pub use options::{option_bool, option_choice, option_str};
-pub use planner::{is_blank, require_code, validate_filename, Planner};
+pub use planner::{insert_on_first_line, is_blank, require_code, validate_filename, Planner};
 pub use template::{split_words, TemplateError, Vars};
 
 /// What a language plugin implements. Both functions must be pure: no I/O, no clock,

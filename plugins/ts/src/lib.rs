@@ -109,23 +109,6 @@ impl Language for TypeScript {
     }
 }
 
-/// Insert `text` at the start of the code's first line, after a `#!` line if any.
-fn insert_on_first_line(code: &str, text: &str) -> String {
-    let at = if code.starts_with("#!") {
-        code.find('\n').map_or(code.len(), |i| i + 1)
-    } else {
-        0
-    };
-    let mut out = String::with_capacity(code.len() + text.len() + 1);
-    out.push_str(&code[..at]);
-    if at == code.len() && !code.is_empty() && !code.ends_with('\n') {
-        out.push('\n');
-    }
-    out.push_str(text);
-    out.push_str(&code[at..]);
-    out
-}
-
 export_plugin!(TypeScript);
 
 #[cfg(test)]
