@@ -71,12 +71,8 @@ pub async fn execute(
     State(state): State<SharedState>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let prepared = {
-        let state = state.clone();
-        tokio::task::spawn_blocking(move || prepare(&state, body))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??
-    };
+    // A few small file operations: done on this worker (see runner's plan call).
+    let prepared = tokio::task::block_in_place(|| prepare(&state, body))?;
     let (language, request) = prepared;
     let code = language.settings.code.clone();
     let started = std::time::Instant::now();
