@@ -65,52 +65,7 @@ impl Sidecar {
     }
 
     pub fn start_with(opts: Options) -> Sidecar {
-        let dir = tempfile::Builder::new()
-            .prefix("sidecar-test-")
-            .tempdir()
-            .unwrap();
-        let socket = dir.path().join("run/sidecar.sock");
-        let workspace = dir.path().join("workspace");
-        std::fs::create_dir_all(&workspace).unwrap();
-        let stderr_log = dir.path().join("stderr.log");
-        let mut cmd = Command::new(binary());
-        cmd.arg("serve")
-            .args(&opts.args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SOCKET_PATH", &socket)
-            .env("WORKSPACE_ROOT", &workspace)
-            .env(
-                "SIDECAR_PLUGINS_DIR",
-                opts.plugins_dir.clone().unwrap_or_else(plugins_dir),
-            )
-            .env(
-                "SIDECAR_LANGUAGES",
-                opts.languages
-                    .clone()
-                    .unwrap_or_else(|| repo().join("languages.toml")),
-            )
-            .env("SIDECAR_CACHE_DIR", shared_cache())
-            .env("SIDECAR_SCRATCH_DIR", dir.path().join("scratch"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_log).unwrap());
-        for (k, v) in &opts.env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .expect("start the sidecar binary (run `make build` first)");
-        let mut sidecar = Sidecar {
-            child,
-            dir,
-            socket,
-            workspace,
-            stderr_log,
-        };
-        sidecar.wait_ready();
-        sidecar
+        Self::start_in(test_dir(), opts)
     }
 
     fn wait_ready(&mut self) {
