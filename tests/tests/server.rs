@@ -564,3 +564,76 @@ fn shutdown_kills_what_outlives_the_grace_period() {
     let _ = stream.read_to_end(&mut rest);
     assert!(!sc.socket.exists());
 }
+
+#[test]
+fn healthcheck_command_answers_for_liveness_and_readiness() {
+    // What the image's HEALTHCHECK and the Kubernetes probes run.
+    let sc = Sidecar::start();
+    let socket = sc.socket.to_string_lossy().into_owned();
+    for path in ["/health", "/ready"] {
+        let out = sidecar_tests::run_cli(
+            &["healthcheck", "--path", path],
+            &[("SOCKET_PATH", &socket)],
+        );
+        assert!(out.status.success(), "{path}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 200"),
+            "{out:?}"
+        );
+    }
+    // Readiness fails (exit 1) when no language is loaded.
+    let empty = tempfile::tempdir().unwrap();
+    let no_languages = empty.path().join("languages.toml");
+    std::fs::write(&no_languages, "").unwrap();
+    let sc2 = Sidecar::start_with(Options {
+        plugins_dir: Some(empty.path().to_path_buf()),
+        languages: Some(no_languages),
+        ..Options::default()
+    });
+    let socket2 = sc2.socket.to_string_lossy().into_owned();
+    let out = sidecar_tests::run_cli(
+        &["healthcheck", "--path", "/ready"],
+        &[("SOCKET_PATH", &socket2)],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("503"),
+        "{out:?}"
+    );
+    // No server: a clear error, not success.
+    let out = sidecar_tests::run_cli(&["healthcheck"], &[("SOCKET_PATH", "/nonexistent/s.sock")]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn socket_gid_and_mode_are_applied() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let sc = Sidecar::start_with(env(&[
+        ("SIDECAR_SOCKET_GID", "4242"),
+        ("SIDECAR_SOCKET_MODE", "600"),
+    ]));
+    let meta = std::fs::metadata(&sc.socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.gid(), 4242);
+}
+
+#[test]
+fn bash_network_setting_lets_bash_reach_loopback() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cmd = format!("bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}' 2>/dev/null && echo connected || echo refused");
+    // Default: /bash is cut off from the network.
+    let sc = Sidecar::start();
+    let lines = sc.bash(&json!({"command": cmd}));
+    assert_eq!(lines[0]["data"], "refused\n", "{lines:?}");
+    drop(sc);
+    // SIDECAR_BASH_NETWORK=1: it may connect.
+    let sc = Sidecar::start_with(env(&[("SIDECAR_BASH_NETWORK", "1")]));
+    let lines = sc.bash(&json!({"command": cmd}));
+    assert_eq!(lines[0]["data"], "connected\n", "{lines:?}");
+}
