@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::json::JsonBody;
 use super::tools::session_and_request;
 use super::{ApiError, LanguageTag, SharedState};
-use crate::runner::{ExecuteError, ExecuteRequest, Status};
+use crate::runner::{blocking_if, ExecuteError, ExecuteRequest, Status};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -71,8 +71,13 @@ pub async fn execute(
     State(state): State<SharedState>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    // A few small file operations: done on this worker (see runner's plan call).
-    let prepared = tokio::task::block_in_place(|| prepare(&state, body))?;
+    // A few small file operations, done on this worker; writing the caller's files may
+    // take longer (see the runner's plan call).
+    let heavy = body
+        .get("files")
+        .and_then(Value::as_array)
+        .is_some_and(|files| !files.is_empty());
+    let prepared = blocking_if(heavy, || prepare(&state, body))?;
     let (language, request) = prepared;
     let code = language.settings.code.clone();
     let started = std::time::Instant::now();

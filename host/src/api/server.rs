@@ -35,6 +35,8 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<i32> {
     runtime.block_on(run(args))?;
     // Dropping the runtime drops in-flight requests: their executions are killed.
     runtime.shutdown_timeout(Duration::from_secs(2));
+    // Scratch dirs and cgroups of the last executions are removed in the background.
+    crate::exec::background::flush(Duration::from_secs(2));
     Ok(0)
 }
 

@@ -4,9 +4,11 @@
 //! - [`process`]: runs one process: limits, output capture, timeout, kill-all, reaping.
 //! - [`limiter`]: bounds simultaneous executions, with a bounded queue.
 //! - [`output`]: incremental UTF-8 decoding and capped output buffers.
-//! - `cgroup`, `spawn`, `janitor`: per-execution cgroups, the child's set-up between
-//!   fork and exec, and the uid sweep used when there are no cgroups.
+//! - `cgroup`, `spawn`, `janitor`: per-execution cgroups, starting the child (its
+//!   set-up before exec), and the uid sweep used when there are no cgroups.
+//! - [`background`]: clean-up after an execution, off the request's critical path.
 
+pub mod background;
 mod cgroup;
 mod janitor;
 pub mod limiter;

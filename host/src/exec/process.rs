@@ -6,9 +6,8 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,11 +18,11 @@ use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
 use super::cgroup::{Cgroups, ExecCgroup, Limits};
-use super::janitor;
 use super::output::{CappedText, OutputChunk, Stream};
 use super::sandbox::{Sandbox, UidLease};
-use super::spawn::{resolve_program, ChildSetup};
+use super::spawn::{reap, reap_blocking, resolve_program, spawn, ChildSetup, Spawned};
 use super::ExecError;
+use super::{background, janitor};
 
 /// Default per-stream output cap.
 pub const DEFAULT_OUTPUT_CAP: usize = 1 << 20;
@@ -185,28 +184,23 @@ pub async fn run(
         setup.limit_processes(n, is_root);
     }
 
-    let mut command = Command::new(&program);
-    command
-        .arg0(&spec.argv[0])
-        .args(&spec.argv[1..])
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.cwd)
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: `apply` only makes async-signal-safe system calls on prepared data.
-    unsafe { command.pre_exec(move || setup.apply()) };
-
     let start = Instant::now();
-    let spawned = command.spawn();
-    drop(command);
-    let mut child = match spawned {
-        Ok(child) => child,
+    let spawned = spawn(
+        &program,
+        &spec.argv,
+        &spec.env,
+        &spec.cwd,
+        spec.stdin.is_some(),
+        &setup,
+    );
+    drop(setup);
+    let Spawned {
+        pid,
+        stdin,
+        stdout,
+        stderr,
+    } = match spawned {
+        Ok(spawned) => spawned,
         Err(e) => {
             // The child (if it got as far as joining the group) is gone already.
             if let Some(group) = cgroup {
@@ -219,13 +213,9 @@ pub async fn run(
             });
         }
     };
-    let pid = child.id() as libc::pid_t;
-    let stdin = child.stdin.take();
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
     let mut guard = Guard {
         pid,
-        child: Some(child),
+        unreaped: true,
         cgroup,
         cgroups,
         lease,
@@ -240,14 +230,9 @@ pub async fn run(
     {
         let io = async {
             tokio::join!(
-                feed(stdin.map(OwnedFd::from), spec.stdin),
-                drain(
-                    stdout.map(OwnedFd::from),
-                    Stream::Stdout,
-                    &mut out,
-                    sink.clone()
-                ),
-                drain(stderr.map(OwnedFd::from), Stream::Stderr, &mut err, sink),
+                feed(stdin, spec.stdin),
+                drain(stdout, Stream::Stdout, &mut out, sink.clone()),
+                drain(stderr, Stream::Stderr, &mut err, sink),
             )
         };
         tokio::pin!(io);
@@ -280,10 +265,11 @@ pub async fn run(
     let status = tokio::time::timeout(KILL_DEADLINE, async {
         exit.wait().await;
         loop {
-            match guard.child.as_mut().map(Child::try_wait) {
-                Some(Ok(Some(status))) => return Some(status),
-                Some(Ok(None)) => tokio::time::sleep(Duration::from_millis(1)).await,
-                _ => return None,
+            match reap(pid, libc::WNOHANG) {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
             }
         }
     })
@@ -295,7 +281,7 @@ pub async fn run(
         // The guard's drop finishes the job in the background.
         return Ok(outcome(out, err, None, timed_out, false, duration));
     }
-    guard.child = None;
+    guard.unreaped = false;
 
     if let Some(lease) = &guard.lease {
         let uid = lease.uid;
@@ -384,12 +370,11 @@ async fn feed(pipe: Option<OwnedFd>, data: Option<Vec<u8>>) {
 
 /// Reads one output pipe to its end into `text`, streaming what is kept to `sink`.
 async fn drain(
-    pipe: Option<OwnedFd>,
+    pipe: OwnedFd,
     stream: Stream,
     text: &mut CappedText,
     mut sink: Option<mpsc::Sender<OutputChunk>>,
 ) {
-    let Some(pipe) = pipe else { return };
     let Ok(mut receiver) = pipe::Receiver::from_owned_fd(pipe) else {
         return;
     };
@@ -485,7 +470,8 @@ fn has_exited(pid: libc::pid_t) -> bool {
 /// (the `run` future was dropped) kills synchronously and reaps in a background thread.
 struct Guard {
     pid: libc::pid_t,
-    child: Option<Child>,
+    /// The main process is still ours to reap (its pid cannot have been reused).
+    unreaped: bool,
     cgroup: Option<ExecCgroup>,
     cgroups: Option<Arc<Cgroups>>,
     lease: Option<UidLease>,
@@ -522,7 +508,7 @@ impl Guard {
     }
 
     /// Normal end: everything is dead and reaped. Removes the cgroup (and refills the
-    /// pool) in the background, off the caller's critical path.
+    /// pool) on the clean-up thread, off the caller's critical path.
     fn release(&mut self) {
         self.armed = false;
         let group = self.cgroup.take();
@@ -541,12 +527,7 @@ impl Guard {
                 c.refill();
             }
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn_blocking(cleanup);
-            }
-            Err(_) => cleanup(),
-        }
+        background::defer(cleanup);
     }
 }
 
@@ -557,7 +538,7 @@ impl Drop for Guard {
         }
         // Synchronously: no process of the execution may run on. (Once the main
         // process is reaped its pid may be reused: then only the cgroup is killed.)
-        if self.child.is_some() {
+        if self.unreaped {
             // SAFETY: signalling our own unreaped child's process group.
             unsafe { libc::kill(-self.pid, libc::SIGKILL) };
         }
@@ -565,7 +546,7 @@ impl Drop for Guard {
             let _ = group.kill_round();
         }
         let pid = self.pid;
-        let child = self.child.take();
+        let unreaped = std::mem::take(&mut self.unreaped);
         let group = self.cgroup.take();
         let cgroups = self.cgroups.take();
         let lease = self.lease.take();
@@ -577,8 +558,8 @@ impl Drop for Guard {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
-            if let Some(mut child) = child {
-                let _ = child.wait();
+            if unreaped {
+                reap_blocking(pid);
             }
             if let Some(lease) = &lease {
                 if let Err(e) = janitor::sweep_uid(lease.uid) {

@@ -1,12 +1,23 @@
-//! Starting the child: resolving the program through the spec's `PATH`, and what the
-//! child does between `fork` and `exec`. That part runs in a copy of a multi-threaded
-//! process, so it only makes async-signal-safe system calls on data prepared before the
-//! fork (no allocation, no locks).
+//! Starting the child: resolving the program through the spec's `PATH`, and the spawn
+//! itself, which is what `posix_spawn` does with the setup `posix_spawn` cannot do.
+//!
+//! The child is made with `clone(CLONE_VM | CLONE_VFORK)`: it runs on a stack of its
+//! own in the sidecar's memory, and the calling thread sleeps until it has called
+//! `execve` (or died). Nothing of the sidecar's address space is copied, so the cost does
+//! not grow with the sidecar's memory as a `fork` does (it was most of the overhead of a
+//! short execution). The price is discipline in the child: between `clone` and `execve`
+//! it only makes system calls on data prepared before the clone. No allocation, no locks,
+//! no glibc wrapper that touches process-wide state (the uid and gid changes are raw
+//! system calls: glibc's `setuid` would signal the sidecar's threads), and every signal
+//! handler is reset before any signal is let through.
 
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// `PATH` when the spec's environment has none (glibc's default for `execvp`, plus the
 /// usual local directories).
@@ -109,9 +120,11 @@ impl ChildSetup {
         self.rlimit(libc::RLIMIT_NPROC, n, n, can_raise);
     }
 
-    /// Runs in the child after `fork`. Async-signal-safe: system calls only.
-    pub fn apply(&self) -> io::Result<()> {
-        // SAFETY: each call is a plain system call on values prepared before the fork.
+    /// Runs in the child between `clone` and `execve`: system calls only.
+    ///
+    /// # Safety
+    /// Only in the child of [`spawn`], on a setup prepared before the clone.
+    unsafe fn apply(&self) -> io::Result<()> {
         unsafe {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
@@ -137,9 +150,12 @@ impl ChildSetup {
             }
             mark_inherited_fds_cloexec();
             if let Some((uid, gid)) = self.run_as {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
+                // Raw system calls: the glibc wrappers would change the credentials of
+                // every thread of the sidecar, whose memory this child shares.
+                let (uid, gid) = (uid as libc::c_long, gid as libc::c_long);
+                if libc::syscall(libc::SYS_setgroups, 0 as libc::c_long, 0 as libc::c_long) != 0
+                    || libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
+                    || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
                 {
                     return Err(io::Error::last_os_error());
                 }
@@ -149,11 +165,10 @@ impl ChildSetup {
     }
 }
 
-/// Every descriptor above stderr gets close-on-exec (closing them outright would also
-/// close the pipe through which the standard library reports a failed `exec`).
+/// Every descriptor above stderr gets close-on-exec.
 ///
 /// # Safety
-/// Async-signal-safe; meant for the child between fork and exec.
+/// Meant for the child between clone and exec (its descriptor table is its own).
 unsafe fn mark_inherited_fds_cloexec() {
     let r = libc::syscall(
         libc::SYS_close_range,
@@ -176,6 +191,253 @@ unsafe fn mark_inherited_fds_cloexec() {
     };
     for fd in 3..max {
         libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+}
+
+/// The parent's ends of a spawned child's standard streams.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub pid: libc::pid_t,
+    /// `None` when the child's stdin is `/dev/null`.
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Size of the stack the child runs on until `execve` (it needs a few KiB).
+const CHILD_STACK: usize = 64 * 1024;
+
+/// Everything the child reads, prepared before the clone.
+struct ChildArgs<'a> {
+    program: &'a CStr,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    cwd: &'a CStr,
+    /// Becomes the child's stdin, stdout and stderr.
+    stdio: [RawFd; 3],
+    setup: &'a ChildSetup,
+    /// The errno of the step that failed, written by the child before it exits.
+    error: AtomicI32,
+}
+
+/// Starts `program` with `argv` (`argv[0]` as given), exactly `env`, in `cwd`, after
+/// `setup`; stdin a pipe when `stdin`, else `/dev/null`; stdout and stderr pipes. An
+/// error means nothing runs: the child, if one was made, is reaped.
+pub(crate) fn spawn(
+    program: &Path,
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: &Path,
+    stdin: bool,
+    setup: &ChildSetup,
+) -> io::Result<Spawned> {
+    let invalid = |_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argv or env");
+    let program = CString::new(program.as_os_str().as_bytes()).map_err(invalid)?;
+    let cwd = CString::new(cwd.as_os_str().as_bytes()).map_err(invalid)?;
+    let argv = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let envp = env
+        .iter()
+        .map(|(k, v)| CString::new(format!("{k}={v}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let argv_ptrs = null_terminated(&argv);
+    let envp_ptrs = null_terminated(&envp);
+
+    let (stdin_child, stdin_parent) = if stdin {
+        let (r, w) = pipe()?;
+        (r, Some(w))
+    } else {
+        (open_dev_null()?, None)
+    };
+    let (stdout_parent, stdout_child) = pipe()?;
+    let (stderr_parent, stderr_child) = pipe()?;
+
+    let args = ChildArgs {
+        program: &program,
+        argv: argv_ptrs.as_ptr(),
+        envp: envp_ptrs.as_ptr(),
+        cwd: &cwd,
+        stdio: [
+            stdin_child.as_raw_fd(),
+            stdout_child.as_raw_fd(),
+            stderr_child.as_raw_fd(),
+        ],
+        setup,
+        error: AtomicI32::new(0),
+    };
+    let mut stack = Vec::<u8>::with_capacity(CHILD_STACK);
+    // The stack grows down from its 16-byte aligned top.
+    let top = ((stack.as_mut_ptr() as usize + CHILD_STACK) & !15) as *mut libc::c_void;
+
+    // SAFETY: the child only reads `args` (alive until `clone` returns, which with
+    // CLONE_VFORK is after the child's `execve` or exit) and runs on `stack`; signals
+    // are blocked around the clone so that no handler of the sidecar runs in the child
+    // before it has reset them.
+    let pid = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            child_main,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::addr_of!(args).cast_mut().cast(),
+        );
+        let clone_error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(clone_error);
+        }
+        pid
+    };
+    drop(stack);
+    let error = args.error.load(Ordering::Acquire);
+    if error != 0 {
+        reap_blocking(pid);
+        return Err(io::Error::from_raw_os_error(error));
+    }
+    Ok(Spawned {
+        pid,
+        stdin: stdin_parent,
+        stdout: stdout_parent,
+        stderr: stderr_parent,
+    })
+}
+
+/// The child, on its own stack in the sidecar's memory: only system calls from here.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` of `spawn`, alive while the parent waits.
+    let args = unsafe { &*(arg as *const ChildArgs) };
+    // SAFETY: we are that child.
+    let error = unsafe { child_exec(args) };
+    args.error.store(error.max(1), Ordering::Release);
+    // SAFETY: ends this process (not the sidecar: it is a process of its own).
+    unsafe { libc::_exit(127) }
+}
+
+/// Sets the child up and calls `execve`; returns the errno of what failed.
+///
+/// # Safety
+/// Only in the child of [`spawn`].
+unsafe fn child_exec(args: &ChildArgs) -> i32 {
+    let errno = || {
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    };
+    unsafe {
+        reset_signal_handlers();
+        for (target, &fd) in args.stdio.iter().enumerate() {
+            // The sources are all above stderr (see `above_stdio`), so none is overwritten.
+            if libc::dup2(fd, target as libc::c_int) < 0 {
+                return errno();
+            }
+        }
+        if libc::chdir(args.cwd.as_ptr()) != 0 {
+            return errno();
+        }
+        if let Err(e) = args.setup.apply() {
+            return e.raw_os_error().unwrap_or(libc::EIO);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::execve(args.program.as_ptr(), args.argv, args.envp);
+        errno()
+    }
+}
+
+/// Every handler the sidecar installed goes back to the default, and so does SIGPIPE
+/// (which Rust programs ignore); other ignored signals stay ignored, as across `execve`.
+///
+/// # Safety
+/// Only in the child of [`spawn`], with every signal blocked.
+unsafe fn reset_signal_handlers() {
+    unsafe {
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        for signal in 1..libc::SIGRTMAX() + 1 {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, std::ptr::null(), &mut current) != 0 {
+                continue;
+            }
+            let handler = current.sa_sigaction;
+            if handler != libc::SIG_DFL && (handler != libc::SIG_IGN || signal == libc::SIGPIPE) {
+                libc::sigaction(signal, &default, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// A close-on-exec pipe: (read end, write end), both above stderr.
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) into a local array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: two fresh descriptors we own.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((above_stdio(r)?, above_stdio(w)?))
+}
+
+fn open_dev_null() -> io::Result<OwnedFd> {
+    let file = std::fs::File::open("/dev/null")?;
+    above_stdio(file.into())
+}
+
+/// A descriptor numbered 3 or above (a sidecar started with a standard stream closed
+/// gets its pipes there, and the child's `dup2` onto 0-2 would then overwrite them).
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC makes a fresh descriptor we own.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Reaps the child `pid`, waiting for it to exit; its wait status, or `None` when it
+/// is not our child (any more).
+pub(crate) fn reap_blocking(pid: libc::pid_t) -> Option<std::process::ExitStatus> {
+    loop {
+        match reap(pid, 0) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(status) => return status,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// `waitpid(pid, flags)`: `Ok(None)` when `WNOHANG` found it still running.
+pub(crate) fn reap(
+    pid: libc::pid_t,
+    flags: libc::c_int,
+) -> io::Result<Option<std::process::ExitStatus>> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    // SAFETY: waitpid(2) on our own child into a local.
+    match unsafe { libc::waitpid(pid, &mut status, flags) } {
+        0 => Ok(None),
+        r if r < 0 => Err(io::Error::last_os_error()),
+        _ => Ok(Some(std::process::ExitStatus::from_raw(status))),
     }
 }
 

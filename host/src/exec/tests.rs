@@ -430,6 +430,40 @@ async fn memory_limit_reports_oom_kill() {
     assert_eq!(out.exit_code, Some(0));
 }
 
+/// Pooled groups come with the last execution's limits written: a different limit,
+/// higher (swap limit raised first on v1) or lower, must still be the one that holds.
+#[tokio::test]
+async fn pooled_groups_take_each_executions_limits() {
+    if !sandbox().is_active("memory_limit") || !Path::new("/usr/bin/python3").exists() {
+        eprintln!("skipped: no memory cgroup or no /usr/bin/python3");
+        return;
+    }
+    let alloc = |mb: u64, limit_mb: u64| {
+        let mut s = spec(&[
+            "/usr/bin/python3",
+            "-c",
+            &format!("b = b'x' * ({mb} << 20); print(len(b))"),
+        ]);
+        s.memory_limit = Some(limit_mb << 20);
+        s
+    };
+    for (mb, limit_mb, fits) in [
+        (200, 64, false),
+        (200, 64, false),
+        (100, 512, true),
+        (100, 512, true),
+        (200, 64, false),
+    ] {
+        let out = run_ok(sandbox(), alloc(mb, limit_mb)).await;
+        assert_eq!(!out.oom_killed, fits, "{mb} MB in {limit_mb} MB: {out:?}");
+        if fits {
+            assert_eq!(out.exit_code, Some(0), "{out:?}");
+        }
+        // The pool is refilled (with these limits) before the next execution.
+        background::flush(Duration::from_secs(10));
+    }
+}
+
 #[tokio::test]
 async fn rlimit_as_when_asked() {
     if !Path::new("/usr/bin/python3").exists() {

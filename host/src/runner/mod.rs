@@ -5,10 +5,10 @@
 //! Used by /execute, /bash (a single command, no plan) and `sidecar run`.
 
 pub mod cli;
+mod scratch;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use crate::exec::process::{self, ProcessOutcome, ProcessSpec};
 use crate::exec::sandbox::Sandbox;
 use crate::plugins::model::FileLocation;
 use crate::plugins::{CallError, Language, PlanCommand, PlanRequest, DEFAULT_PATH};
+use scratch::{ScratchDir, ScratchDirs};
 use snapshot::{ChangedFile, Snapshot};
 
 pub use crate::exec::output::OutputChunk;
@@ -193,7 +194,7 @@ pub struct Executor {
     pub sandbox: Arc<Sandbox>,
     pub limiter: Limiter,
     pub settings: ExecArgs,
-    next_id: AtomicU64,
+    scratch_dirs: ScratchDirs,
 }
 
 impl Executor {
@@ -206,8 +207,8 @@ impl Executor {
         Executor {
             sandbox,
             limiter: Limiter::new(slots, settings.max_queue),
+            scratch_dirs: ScratchDirs::new(settings.scratch_dir.clone()),
             settings,
-            next_id: AtomicU64::new(0),
         }
     }
 
@@ -259,32 +260,18 @@ impl Executor {
         (self.sandbox.run_as().is_some() && uid != 0).then_some((uid, uid))
     }
 
-    /// Makes the private scratch dir of one execution.
+    /// The private scratch dir of one execution.
     fn scratch(&self, uid: u32) -> Result<ScratchDir, ExecuteError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let path = self
-            .settings
-            .scratch_dir
-            .join(format!("exec-{}-{id}", std::process::id()));
-        let made = (|| -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.settings.scratch_dir)?;
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir(&path)?;
-            use std::os::unix::fs::PermissionsExt;
-            let mode = if self.shares_by_group() { 0o770 } else { 0o700 };
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
-            if let Some((uid, gid)) = self.run_as(uid) {
-                std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
-            }
-            Ok(())
-        })();
-        made.map_err(|e| {
+        let access = scratch::Access {
+            owner: self.run_as(uid),
+            group_writable: self.shares_by_group(),
+        };
+        self.scratch_dirs.take(access).map_err(|e| {
             ExecuteError::Internal(format!(
                 "cannot create a scratch dir under {}: {e}",
-                self.settings.scratch_dir.display()
+                self.scratch_dirs.root().display()
             ))
-        })?;
-        Ok(ScratchDir(path))
+        })
     }
 
     /// Whether executions run as dedicated uids (no cgroups) that share only the gid:
@@ -333,7 +320,7 @@ impl Executor {
             .map_err(|_| ExecuteError::Busy)?;
         let settings = &language.settings;
         let scratch = self.scratch(settings.user_id)?;
-        let scratch_str = scratch.0.to_string_lossy().into_owned();
+        let scratch_str = scratch.path().to_string_lossy().into_owned();
         let work_str = req.work_dir.to_string_lossy().into_owned();
         let work = self.open_work_dir(&req.work_dir, req.work_dir_fd.take(), settings.user_id);
 
@@ -347,9 +334,10 @@ impl Executor {
             work_dir: work_str.clone(),
             scratch_dir: scratch_str.clone(),
         };
-        // The call takes ~15 us, at most the plugin timeout: run it on this worker
-        // (block_in_place hands the worker's other tasks to another thread), which is
-        // cheaper than a hop to the blocking pool and back.
+        // The call takes 15-70 us, at most the plugin timeout. block_in_place hands
+        // this worker's other tasks to another thread while it runs (a hop to the
+        // blocking pool and back costs more); it is also what lets wasmtime-wasi's
+        // synchronous WASI calls (a plugin printing its panic) block on the runtime.
         let plan = tokio::task::block_in_place(|| language.plugin.plan(settings, plan_request))
             .map_err(|e| match e {
                 CallError::Refused(r) => ExecuteError::Rejected(format!(
@@ -364,8 +352,8 @@ impl Executor {
         let mut own_files = Vec::new();
         for f in &plan.files {
             let (base, is_work) = match f.location {
-                FileLocation::Scratch => (&scratch.0, false),
-                FileLocation::WorkDir => (&work.path, true),
+                FileLocation::Scratch => (scratch.path(), false),
+                FileLocation::WorkDir => (work.path.as_path(), true),
             };
             write_plan_file(
                 base,
@@ -401,7 +389,7 @@ impl Executor {
                 .cwd
                 .as_ref()
                 .map(PathBuf::from)
-                .unwrap_or_else(|| scratch.0.clone());
+                .unwrap_or_else(|| scratch.path().to_path_buf());
             let spec = self.spec(
                 cmd.argv.clone(),
                 env_for(cmd),
@@ -509,7 +497,7 @@ impl Executor {
             .map_err(|_| ExecuteError::Busy)?;
         let scratch = self.scratch(uid)?;
         let work = self.open_work_dir(dir, None, uid);
-        let scratch_str = scratch.0.to_string_lossy().into_owned();
+        let scratch_str = scratch.path().to_string_lossy().into_owned();
         let env = vec![
             ("PATH".to_string(), DEFAULT_PATH.to_string()),
             ("HOME".to_string(), scratch_str.clone()),
@@ -529,6 +517,17 @@ impl Executor {
             },
         );
         run_process(&self.sandbox, spec, Some(sink)).await
+    }
+}
+
+/// Runs `f` (short blocking work) on this tokio worker, or through `block_in_place`
+/// when `heavy`, so that a long call does not hold up the worker's other tasks (the
+/// hand-over costs ~50 µs, a tenth of a short execution's overhead).
+pub(crate) fn blocking_if<T>(heavy: bool, f: impl FnOnce() -> T) -> T {
+    if heavy {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }
 
@@ -654,24 +653,6 @@ impl PinnedDir {
                     path: dir.to_path_buf(),
                 }
             }
-        }
-    }
-}
-
-/// A scratch dir, removed (in the background) when dropped.
-struct ScratchDir(PathBuf);
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let path = std::mem::take(&mut self.0);
-        let remove = move || {
-            let _ = std::fs::remove_dir_all(&path);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn_blocking(remove);
-            }
-            Err(_) => remove(),
         }
     }
 }
