@@ -277,6 +277,8 @@ pub(crate) fn spawn(
     // CLONE_VFORK is after the child's `execve` or exit) and runs on `stack`; signals
     // are blocked around the clone so that no handler of the sidecar runs in the child
     // before it has reset them.
+    // SAFETY: plain getter.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
@@ -296,6 +298,15 @@ pub(crate) fn spawn(
         pid
     };
     drop(stack);
+    // The child's uid change made the memory it shared with us non-dumpable (the
+    // kernel marks the mm, not the process): the sidecar's own state is put back.
+    // SAFETY: sets a flag of this process.
+    if setup.run_as.is_some()
+        && dumpable >= 0
+        && unsafe { libc::prctl(libc::PR_GET_DUMPABLE) } != dumpable
+    {
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, dumpable as libc::c_ulong) };
+    }
     let error = args.error.load(Ordering::Acquire);
     if error != 0 {
         reap_blocking(pid);

@@ -464,6 +464,24 @@ async fn pooled_groups_take_each_executions_limits() {
     }
 }
 
+/// The child shares the sidecar's memory until `execve`: its uid drop must not leave
+/// the sidecar itself changed (the kernel marks the shared mm non-dumpable).
+#[tokio::test]
+async fn uid_drop_leaves_the_sidecar_dumpable() {
+    if !sandbox().is_active("uid_drop") {
+        eprintln!("skipped: no uid drop here");
+        return;
+    }
+    // SAFETY: plain getter.
+    let before = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
+    let mut s = spec(&["id", "-u"]);
+    s.uid_gid = Some((65532, 65532));
+    let out = run_ok(sandbox(), s).await;
+    assert_eq!(out.stdout.trim(), "65532", "{out:?}");
+    // SAFETY: plain getter.
+    assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE) }, before);
+}
+
 #[tokio::test]
 async fn rlimit_as_when_asked() {
     if !Path::new("/usr/bin/python3").exists() {
