@@ -136,6 +136,25 @@ fn main() {
         calls as f64 / total.as_secs_f64()
     );
 
+    // Spaced out, as an agent's requests are: one call after each 50 ms of idleness
+    // (the caches and TLBs have cooled down meanwhile).
+    let idle_calls = env_usize("BENCH_PLAN_IDLE_CALLS", 40);
+    let mut idle = Vec::with_capacity(idle_calls);
+    for _ in 0..idle_calls {
+        std::thread::sleep(Duration::from_millis(50));
+        let req = request();
+        let t = Instant::now();
+        std::hint::black_box(lang.plugin.plan(&lang.settings, req).unwrap());
+        idle.push(t.elapsed());
+    }
+    let [p50, p90, _, max] = percentiles(&mut idle);
+    println!(
+        "plan call ({code}, {idle_calls} calls, each after 50 ms idle): p50 {} p90 {} max {}",
+        us(p50),
+        us(p90),
+        us(max)
+    );
+
     // The same from two threads at once (the machine has 2 cores).
     let threads = 2;
     let per = calls / threads;

@@ -464,6 +464,25 @@ async fn pooled_groups_take_each_executions_limits() {
     }
 }
 
+/// The program starts as after a plain exec from a shell: no signal blocked, none
+/// ignored (Rust ignores SIGPIPE in the sidecar), and none of the sidecar's handlers.
+#[tokio::test]
+async fn child_starts_with_default_signal_state() {
+    let out = run_ok(sandbox(), spec(&["cat", "/proc/self/status"])).await;
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    for field in ["SigBlk", "SigIgn", "SigCgt"] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{field}:")))
+            .unwrap_or_else(|| panic!("no {field} in {}", out.stdout));
+        let mask = u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
+        // Signals 32 and 33 belong to glibc (no program can set them); the rest must
+        // be clear.
+        assert_eq!(mask & !(0b11 << 31), 0, "{line}");
+    }
+}
+
 /// The child shares the sidecar's memory until `execve`: its uid drop must not leave
 /// the sidecar itself changed (the kernel marks the shared mm non-dumpable).
 #[tokio::test]

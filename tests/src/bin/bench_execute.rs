@@ -404,25 +404,45 @@ fn main() {
          (ANCHORS §2).\n\n\
          ### Where the time goes\n\n\
          Phases of one `/bin/true` execution, from timestamps added to a private build \
-         (back to back, p50, same machine under load): HTTP request and response on the \
-         socket ≈ 0.3 ms; `prepare` (JSON, session, blocking-thread hop) ≈ 0.08 ms; scratch \
-         dir ≈ 0.05 ms; plugin `plan()` call ≈ 0.17 ms; plan files and the first snapshot \
-         ≈ 0.04 ms; cgroup limits ≈ 0.04 ms; **spawn ≈ 1.4 to 4 ms** (`Command::spawn`: \
-         fork, the child's setup, exec; the same exec costs the direct run too); the run \
-         itself ≈ 0.7 ms (as direct); kill, reap, OOM check, second snapshot, response JSON \
-         ≈ 0.2 ms.\n\n\
+         (back to back, p50): connection, HTTP request and response ≈ 0.1-0.2 ms; request \
+         checks, session, work dir ≈ 0.01 ms; scratch dir ≈ 3 µs (made ahead); plugin \
+         `plan()` ≈ 0.05-0.1 ms (15 µs in a tight loop, 70-250 µs after 50 ms of idleness: \
+         caches and TLBs go cold); plan files and the first snapshot ≈ 0.03 ms; program \
+         lookup and a pooled cgroup ≈ 0.03 ms; spawn until `execve` ≈ 0.1 ms; from the \
+         exit to killed, reaped and OOM-checked ≈ 0.08 ms; second snapshot and response \
+         ≈ 0.03 ms. The process itself takes what it takes directly.\n\n\
+         - **the spawn (exec/spawn.rs)**: `pre_exec` made the standard library fork() \
+         the sidecar, a multi-threaded process with wasmtime's reservations. The child is \
+         now made as posix_spawn makes it, `clone(CLONE_VM | CLONE_VFORK)` on a stack of \
+         its own, with the set-up posix_spawn cannot do (cgroup join, setns, rlimits, uid \
+         drop) as raw system calls. Measured with the same client against the previous \
+         binary: `/bin/true` +1.20 → +0.42 ms, Python 1.21× → 1.07× (with the changes \
+         below).\n\
+         - **off the critical path (exec/background.rs, runner/scratch.rs, \
+         exec/cgroup.rs)**: removing the scratch dir and the cgroup went through tokio's \
+         blocking pool, whose woken thread ran at once on the request's CPU (70-120 µs); \
+         one clean-up thread at nice 19 does it now. mkdir of a scratch dir (~25 µs on \
+         ext4) and a cgroup's limits (~20 µs of cgroupfs writes) are done ahead, for the \
+         next execution. The wasm epoch ticker, which woke every 5 ms and preempted the \
+         programs the sidecar runs, sleeps between plugin calls.\n\
          - **cgroup v1 join (exec/cgroup.rs)**: a child that joined its groups by writing \
          its pid to `cgroup.procs` took the kernel's `cgroup_threadgroup_rwsem` for \
          writing, which waits for an RCU grace period when no migration happened in the \
-         last ~10-20 ms: 5-17 ms per spaced request. The child now writes \"0\" to v1's \
-         `tasks` (it is single-threaded between fork and exec), which skips that lock: \
-         spaced overhead went from +13.4 ms to the figure above. On cgroup v2, \
+         last ~10-20 ms: 5-17 ms per spaced request. The child writes \"0\" to v1's \
+         `tasks` (it is single-threaded until exec), which skips that lock. On cgroup v2, \
          `clone3(CLONE_INTO_CGROUP)` would do the same (not done yet).\n\
-         - **the spawn itself (exec/process.rs)**: `pre_exec` makes the standard library \
-         fork (not vfork/posix_spawn) the sidecar, and the child's setup (cgroup join, \
-         setns, rlimits, setuid, closing descriptors) runs before exec while the parent \
-         waits: most of the remaining back-to-back overhead. A `CLONE_VM | CLONE_VFORK` \
-         spawn or a small pre-forked launcher would shorten it.\n\
+         - **Python's gap (not closed)**: Python pays ~0.3 ms more than `/bin/true` over \
+         its direct run. Its own CPU time is the same (getrusage inside the program: 6.9 \
+         vs 6.8 ms), so it waits rather than works. About 0.1 ms goes with the \
+         per-execution cgroups (memory accounting in a fresh group; the ablation rows \
+         above); the rest was not pinned down. Tried and reverted because they measured \
+         worse: plugin instances made ahead on the clean-up thread (the instance is then \
+         cold in the calling CPU's caches: a warm plan call went from 15 to 44 µs), \
+         removing finished cgroups in batches (more live memory cgroups slow every \
+         execution), one tokio worker instead of two (no change).\n\
+         - **spaced requests**: everything is slower after an idle pause on this VM, the \
+         direct spawn too; the sidecar's path touches more code and data (HTTP, the \
+         plugin instance, cgroupfs), so its overhead grows more.\n\
          - **uid sweep without cgroups (exec/janitor.rs, `sweep_uid`)**: it now ends when \
          /proc shows no live process of the dedicated uid (it used to wait for \
          `kill(-1)` to fail with ESRCH, which never happens while any process exists: \
