@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use super::cgroup::{Cgroups, ExecCgroup, Limits};
 use super::output::{CappedText, OutputChunk, Stream};
 use super::sandbox::{Sandbox, UidLease};
-use super::spawn::{reap, reap_blocking, resolve_program, spawn, ChildSetup, Spawned};
+use super::spawn::{reap, reap_blocking, resolve_program, spawn, ChildSetup, Stdio};
 use super::ExecError;
 use super::{background, janitor};
 
@@ -184,23 +184,29 @@ pub async fn run(
         setup.limit_processes(n, is_root);
     }
 
+    // The pipes, registered with the reactor before the child exists (see `Stdio`).
+    let Stdio {
+        child: child_stdio,
+        stdin,
+        stdout,
+        stderr,
+    } = Stdio::new(spec.stdin.is_some())?;
+    let stdin = stdin.map(pipe::Sender::from_owned_fd).transpose()?;
+    let stdout = pipe::Receiver::from_owned_fd(stdout)?;
+    let stderr = pipe::Receiver::from_owned_fd(stderr)?;
     let start = Instant::now();
     let spawned = spawn(
         &program,
         &spec.argv,
         &spec.env,
         &spec.cwd,
-        spec.stdin.is_some(),
+        &child_stdio,
         &setup,
     );
+    drop(child_stdio);
     drop(setup);
-    let Spawned {
-        pid,
-        stdin,
-        stdout,
-        stderr,
-    } = match spawned {
-        Ok(spawned) => spawned,
+    let pid = match spawned {
+        Ok(pid) => pid,
         Err(e) => {
             // The child (if it got as far as joining the group) is gone already.
             if let Some(group) = cgroup {
@@ -358,11 +364,8 @@ fn outcome(
 
 /// Writes `data` to the child's stdin, then closes it. A child that stops reading just
 /// makes the write fail (EPIPE) once it is dead.
-async fn feed(pipe: Option<OwnedFd>, data: Option<Vec<u8>>) {
-    let (Some(pipe), Some(data)) = (pipe, data) else {
-        return;
-    };
-    let Ok(mut sender) = pipe::Sender::from_owned_fd(pipe) else {
+async fn feed(pipe: Option<pipe::Sender>, data: Option<Vec<u8>>) {
+    let (Some(mut sender), Some(data)) = (pipe, data) else {
         return;
     };
     let _ = sender.write_all(&data).await;
@@ -370,14 +373,11 @@ async fn feed(pipe: Option<OwnedFd>, data: Option<Vec<u8>>) {
 
 /// Reads one output pipe to its end into `text`, streaming what is kept to `sink`.
 async fn drain(
-    pipe: OwnedFd,
+    mut receiver: pipe::Receiver,
     stream: Stream,
     text: &mut CappedText,
     mut sink: Option<mpsc::Sender<OutputChunk>>,
 ) {
-    let Ok(mut receiver) = pipe::Receiver::from_owned_fd(pipe) else {
-        return;
-    };
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let n = match receiver.read(&mut buf).await {

@@ -194,14 +194,37 @@ unsafe fn mark_inherited_fds_cloexec() {
     }
 }
 
-/// The parent's ends of a spawned child's standard streams.
+/// A child's standard streams, made before it is: the child's ends (given to
+/// [`spawn`], then dropped) and the parent's. The caller registers its ends with the
+/// reactor before the spawn, so that once the child runs the caller only has to wait
+/// (work done after the spawn delays the child, which starts on the caller's CPU).
 #[derive(Debug)]
-pub(crate) struct Spawned {
-    pub pid: libc::pid_t,
+pub(crate) struct Stdio {
+    pub child: [OwnedFd; 3],
     /// `None` when the child's stdin is `/dev/null`.
     pub stdin: Option<OwnedFd>,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+}
+
+impl Stdio {
+    /// Pipes for stdout and stderr, and for stdin when `stdin` (else `/dev/null`).
+    pub fn new(stdin: bool) -> io::Result<Stdio> {
+        let (stdin_child, stdin_parent) = if stdin {
+            let (r, w) = pipe()?;
+            (r, Some(w))
+        } else {
+            (open_dev_null()?, None)
+        };
+        let (stdout, stdout_child) = pipe()?;
+        let (stderr, stderr_child) = pipe()?;
+        Ok(Stdio {
+            child: [stdin_child, stdout_child, stderr_child],
+            stdin: stdin_parent,
+            stdout,
+            stderr,
+        })
+    }
 }
 
 /// Size of the stack the child runs on until `execve` (it needs a few KiB).
@@ -221,16 +244,16 @@ struct ChildArgs<'a> {
 }
 
 /// Starts `program` with `argv` (`argv[0]` as given), exactly `env`, in `cwd`, after
-/// `setup`; stdin a pipe when `stdin`, else `/dev/null`; stdout and stderr pipes. An
-/// error means nothing runs: the child, if one was made, is reaped.
+/// `setup`, with `stdio` (the child's ends of [`Stdio`]) as its standard streams;
+/// returns its pid. An error means nothing runs: the child, if one was made, is reaped.
 pub(crate) fn spawn(
     program: &Path,
     argv: &[String],
     env: &[(String, String)],
     cwd: &Path,
-    stdin: bool,
+    stdio: &[OwnedFd; 3],
     setup: &ChildSetup,
-) -> io::Result<Spawned> {
+) -> io::Result<libc::pid_t> {
     let invalid = |_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argv or env");
     let program = CString::new(program.as_os_str().as_bytes()).map_err(invalid)?;
     let cwd = CString::new(cwd.as_os_str().as_bytes()).map_err(invalid)?;
@@ -247,24 +270,15 @@ pub(crate) fn spawn(
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&envp);
 
-    let (stdin_child, stdin_parent) = if stdin {
-        let (r, w) = pipe()?;
-        (r, Some(w))
-    } else {
-        (open_dev_null()?, None)
-    };
-    let (stdout_parent, stdout_child) = pipe()?;
-    let (stderr_parent, stderr_child) = pipe()?;
-
     let args = ChildArgs {
         program: &program,
         argv: argv_ptrs.as_ptr(),
         envp: envp_ptrs.as_ptr(),
         cwd: &cwd,
         stdio: [
-            stdin_child.as_raw_fd(),
-            stdout_child.as_raw_fd(),
-            stderr_child.as_raw_fd(),
+            stdio[0].as_raw_fd(),
+            stdio[1].as_raw_fd(),
+            stdio[2].as_raw_fd(),
         ],
         setup,
         error: AtomicI32::new(0),
@@ -312,12 +326,7 @@ pub(crate) fn spawn(
         reap_blocking(pid);
         return Err(io::Error::from_raw_os_error(error));
     }
-    Ok(Spawned {
-        pid,
-        stdin: stdin_parent,
-        stdout: stdout_parent,
-        stderr: stderr_parent,
-    })
+    Ok(pid)
 }
 
 /// The child, on its own stack in the sidecar's memory: only system calls from here.
