@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use super::cgroup::{Cgroups, ExecCgroup, Limits};
 use super::output::{CappedText, OutputChunk, Stream};
 use super::sandbox::{Sandbox, UidLease};
-use super::spawn::{reap, reap_blocking, resolve_program, spawn, ChildSetup, Stdio};
+use super::spawn::{
+    reap, reap_blocking, resolve_program, spawn, ChildSetup, SpawnError, Stdio, Step,
+};
 use super::ExecError;
 use super::{background, janitor};
 
@@ -212,8 +214,22 @@ pub async fn run(
             if let Some(group) = cgroup {
                 let _ = group.remove();
             }
+            let message = match e {
+                SpawnError::Child {
+                    step: Step::Exec,
+                    error,
+                } => format!("cannot execute {}: {error}", spec.argv[0]),
+                SpawnError::Child {
+                    step: Step::Chdir,
+                    error,
+                } => format!(
+                    "cannot enter the working directory {}: {error}",
+                    spec.cwd.display()
+                ),
+                other => format!("cannot start {}: {other}", spec.argv[0]),
+            };
             return Ok(ProcessOutcome {
-                spawn_error: Some(format!("cannot execute {}: {e}", spec.argv[0])),
+                spawn_error: Some(message),
                 duration: start.elapsed(),
                 ..ProcessOutcome::default()
             });

@@ -17,7 +17,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 /// `PATH` when the spec's environment has none (glibc's default for `execvp`, plus the
 /// usual local directories).
@@ -241,6 +241,45 @@ struct ChildArgs<'a> {
     setup: &'a ChildSetup,
     /// The errno of the step that failed, written by the child before it exits.
     error: AtomicI32,
+    /// Which step failed (a [`Step`] as u8).
+    step: AtomicU8,
+}
+
+/// The child's steps before `execve`, to say which one failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Step {
+    Stdio = 1,
+    Chdir = 2,
+    Sandbox = 3,
+    Exec = 4,
+}
+
+impl Step {
+    fn from_u8(n: u8) -> Step {
+        match n {
+            1 => Step::Stdio,
+            2 => Step::Chdir,
+            3 => Step::Sandbox,
+            _ => Step::Exec,
+        }
+    }
+}
+
+/// Why a child could not be started.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpawnError {
+    /// The clone itself, or preparing its arguments.
+    #[error("{0}")]
+    Parent(#[from] io::Error),
+    /// A step of the child before `execve`, or `execve` itself.
+    #[error("{}: {error}", match step {
+        Step::Stdio => "cannot set up the standard streams",
+        Step::Chdir => "cannot enter the working directory",
+        Step::Sandbox => "cannot apply the sandbox (cgroup, network namespace, rlimits or uid)",
+        Step::Exec => "cannot execute the program",
+    })]
+    Child { step: Step, error: io::Error },
 }
 
 /// Starts `program` with `argv` (`argv[0]` as given), exactly `env`, in `cwd`, after
@@ -253,8 +292,13 @@ pub(crate) fn spawn(
     cwd: &Path,
     stdio: &[OwnedFd; 3],
     setup: &ChildSetup,
-) -> io::Result<libc::pid_t> {
-    let invalid = |_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argv or env");
+) -> Result<libc::pid_t, SpawnError> {
+    let invalid = |_| {
+        SpawnError::Parent(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "NUL byte in argv or env",
+        ))
+    };
     let program = CString::new(program.as_os_str().as_bytes()).map_err(invalid)?;
     let cwd = CString::new(cwd.as_os_str().as_bytes()).map_err(invalid)?;
     let argv = argv
@@ -282,6 +326,7 @@ pub(crate) fn spawn(
         ],
         setup,
         error: AtomicI32::new(0),
+        step: AtomicU8::new(0),
     };
     let mut stack = Vec::<u8>::with_capacity(CHILD_STACK);
     // The stack grows down from its 16-byte aligned top.
@@ -307,7 +352,7 @@ pub(crate) fn spawn(
         let clone_error = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         if pid < 0 {
-            return Err(clone_error);
+            return Err(clone_error.into());
         }
         pid
     };
@@ -324,7 +369,10 @@ pub(crate) fn spawn(
     let error = args.error.load(Ordering::Acquire);
     if error != 0 {
         reap_blocking(pid);
-        return Err(io::Error::from_raw_os_error(error));
+        return Err(SpawnError::Child {
+            step: Step::from_u8(args.step.load(Ordering::Acquire)),
+            error: io::Error::from_raw_os_error(error),
+        });
     }
     Ok(pid)
 }
@@ -334,17 +382,18 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `ChildArgs` of `spawn`, alive while the parent waits.
     let args = unsafe { &*(arg as *const ChildArgs) };
     // SAFETY: we are that child.
-    let error = unsafe { child_exec(args) };
+    let (step, error) = unsafe { child_exec(args) };
+    args.step.store(step as u8, Ordering::Release);
     args.error.store(error.max(1), Ordering::Release);
     // SAFETY: ends this process (not the sidecar: it is a process of its own).
     unsafe { libc::_exit(127) }
 }
 
-/// Sets the child up and calls `execve`; returns the errno of what failed.
+/// Sets the child up and calls `execve`; returns the step that failed and its errno.
 ///
 /// # Safety
 /// Only in the child of [`spawn`].
-unsafe fn child_exec(args: &ChildArgs) -> i32 {
+unsafe fn child_exec(args: &ChildArgs) -> (Step, i32) {
     let errno = || {
         io::Error::last_os_error()
             .raw_os_error()
@@ -355,20 +404,20 @@ unsafe fn child_exec(args: &ChildArgs) -> i32 {
         for (target, &fd) in args.stdio.iter().enumerate() {
             // The sources are all above stderr (see `above_stdio`), so none is overwritten.
             if libc::dup2(fd, target as libc::c_int) < 0 {
-                return errno();
+                return (Step::Stdio, errno());
             }
         }
         if libc::chdir(args.cwd.as_ptr()) != 0 {
-            return errno();
+            return (Step::Chdir, errno());
         }
         if let Err(e) = args.setup.apply() {
-            return e.raw_os_error().unwrap_or(libc::EIO);
+            return (Step::Sandbox, e.raw_os_error().unwrap_or(libc::EIO));
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         libc::execve(args.program.as_ptr(), args.argv, args.envp);
-        errno()
+        (Step::Exec, errno())
     }
 }
 
@@ -464,6 +513,53 @@ pub(crate) fn reap(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failed_step(cwd: &str, program: &str, setup: &ChildSetup) -> (Step, io::ErrorKind) {
+        let stdio = Stdio::new(false).unwrap();
+        let env = vec![("PATH".to_string(), DEFAULT_PATH.to_string())];
+        match spawn(
+            Path::new(program),
+            &[program.to_string()],
+            &env,
+            Path::new(cwd),
+            &stdio.child,
+            setup,
+        ) {
+            Err(SpawnError::Child { step, error }) => (step, error.kind()),
+            Err(e) => panic!("failed in the parent: {e}"),
+            Ok(pid) => panic!("{program} in {cwd} started (pid {pid})"),
+        }
+    }
+
+    /// A failed start says which step failed, and the child is reaped.
+    #[test]
+    fn a_failed_start_names_its_step() {
+        let ok = ChildSetup::default();
+        assert_eq!(
+            failed_step("/nonexistent-dir", "/bin/true", &ok),
+            (Step::Chdir, io::ErrorKind::NotFound)
+        );
+        assert_eq!(
+            failed_step("/", "/etc/passwd", &ok).0,
+            Step::Exec,
+            "a file that is not executable"
+        );
+        // setns on a descriptor that is not a namespace.
+        let not_a_namespace = ChildSetup {
+            netns: Some(0),
+            ..ChildSetup::default()
+        };
+        assert_eq!(
+            failed_step("/", "/bin/true", &not_a_namespace).0,
+            Step::Sandbox
+        );
+        let message = SpawnError::Child {
+            step: Step::Sandbox,
+            error: io::Error::from_raw_os_error(libc::EPERM),
+        }
+        .to_string();
+        assert!(message.starts_with("cannot apply the sandbox"), "{message}");
+    }
 
     #[test]
     fn resolves_through_spec_path() {
