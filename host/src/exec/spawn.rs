@@ -9,7 +9,8 @@
 //! it only makes system calls on data prepared before the clone. No allocation, no locks,
 //! no glibc wrapper that touches process-wide state (the uid and gid changes are raw
 //! system calls: glibc's `setuid` would signal the sidecar's threads), and every signal
-//! handler is reset before any signal is let through.
+//! handler is reset before any signal is let through. A failure comes back through
+//! that shared memory: the step that failed and its errno.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -332,12 +333,12 @@ pub(crate) fn spawn(
     // The stack grows down from its 16-byte aligned top.
     let top = ((stack.as_mut_ptr() as usize + CHILD_STACK) & !15) as *mut libc::c_void;
 
+    // SAFETY: plain getter.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
     // SAFETY: the child only reads `args` (alive until `clone` returns, which with
     // CLONE_VFORK is after the child's `execve` or exit) and runs on `stack`; signals
     // are blocked around the clone so that no handler of the sidecar runs in the child
     // before it has reset them.
-    // SAFETY: plain getter.
-    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
