@@ -432,14 +432,21 @@ fn main() {
          `tasks` (it is single-threaded until exec), which skips that lock. On cgroup v2, \
          `clone3(CLONE_INTO_CGROUP)` would do the same (not done yet).\n\
          - **Python's gap (not closed)**: Python pays ~0.3 ms more than `/bin/true` over \
-         its direct run. Its own CPU time is the same (getrusage inside the program: 6.9 \
-         vs 6.8 ms), so it waits rather than works. About 0.1 ms goes with the \
-         per-execution cgroups (memory accounting in a fresh group; the ablation rows \
-         above); the rest was not pinned down. Tried and reverted because they measured \
-         worse: plugin instances made ahead on the clean-up thread (the instance is then \
-         cold in the calling CPU's caches: a warm plan call went from 15 to 44 µs), \
-         removing finished cgroups in batches (more live memory cgroups slow every \
-         execution), one tokio worker instead of two (no change).\n\
+         its direct run, and it is the program itself that takes longer: `perf sched` \
+         puts its time on a CPU at 7.99 ms under the sidecar against 7.68 ms under a C \
+         harness that applies the same protections (setsid, network namespace, rlimits, \
+         uid, three fresh v1 cgroups) and is idle meanwhile. On the program's CPU, \
+         between its slices, ran the sidecar's own threads (~66 µs per execution), the \
+         kernel's deferred work for the previous execution's cgroup removal (cgroup and \
+         mm workqueues, RCU) and the epoch ticker's last tick; what remains is cache \
+         and TLB pollution from all of that. The getrusage figures inside the program \
+         (6.9 vs 6.8 ms) stop before its exit. Tried and reverted because they measured \
+         worse or no better: plugin instances made ahead on the clean-up thread (the \
+         instance is then cold in the calling CPU's caches: a warm plan call went from \
+         15 to 44 µs), removing finished cgroups in batches (more live memory cgroups \
+         slow every execution), reusing cgroups instead of removing them (Python −0.08 \
+         ms, `/bin/true` +0.04 ms, and it would need `force_empty` and OOM-counter \
+         baselines to be correct), one tokio worker instead of two (no change).\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
