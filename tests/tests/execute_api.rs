@@ -748,6 +748,11 @@ fn cli_run() {
         assert!(err(&o).contains("nope"), "{}", err(&o));
         assert!(err(&o).contains("compile_error"), "{}", err(&o));
     }
+    // Every run removed its scratch dir (and those made ahead) before exiting.
+    let left: Vec<_> = std::fs::read_dir(d.join("scratch"))
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in the scratch root: {left:?}");
 }
 
 #[test]

@@ -50,6 +50,9 @@ pub fn cli_run(args: RunArgs) -> anyhow::Result<i32> {
             )
             .await
     });
+    // The scratch dir and cgroup are removed on the clean-up thread: before exiting.
+    drop(runtime);
+    crate::exec::background::flush(std::time::Duration::from_secs(5));
     let outcome = match outcome {
         Ok(o) => o,
         Err(ExecuteError::MissingProgram(p)) => anyhow::bail!(
