@@ -741,6 +741,42 @@ fn a_work_dir_swapped_for_a_symlink_while_queued_is_not_followed() {
     );
 }
 
+/// Scratch dirs are made ahead of time; code running as the executions' uid must not
+/// be able to put files in the one the next execution will get (a `sitecustomize.py`
+/// there would run inside the next Python program).
+#[test]
+fn the_next_executions_scratch_dir_cannot_be_prepared() {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to this process's effective uid.
+    if std::fs::metadata("/proc/self").map_or(1, |m| m.uid()) != 0 {
+        eprintln!("skipped: not root, so executions run as the sidecar's own uid");
+        return;
+    }
+    let sc = Sidecar::start();
+    let plant = r#"for d in "$(dirname "$HOME")"/exec-*; do
+  [ "$d" = "$HOME" ] && continue
+  if echo planted > "$d/planted.txt" 2>/dev/null; then echo "wrote $d"; fi
+done
+ls "$(dirname "$HOME")" | wc -l
+"#;
+    let v = sc.execute(&json!({"language": "bash", "code": plant}));
+    assert_eq!(v["status"], "ok", "{v:#}");
+    let siblings: usize = v["stdout"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(siblings > 1, "no dir made ahead to try: {v:#}");
+    assert!(!v["stdout"].as_str().unwrap().contains("wrote"), "{v:#}");
+    let v = sc.execute(&json!({"language": "bash", "code": "ls -A \"$HOME\""}));
+    assert_eq!(v["status"], "ok", "{v:#}");
+    assert!(!v["stdout"].as_str().unwrap().contains("planted"), "{v:#}");
+}
+
 #[test]
 #[ignore = "bug: no mount namespace (exec/sandbox.rs): /tmp and /dev/shm are the host's, \
             shared by every execution and session, and what code leaves there stays after \

@@ -3,8 +3,11 @@
 //!
 //! Making a directory on a journaling file system costs ~25 µs, a tenth of what the
 //! sidecar adds to a short execution; so a few empty dirs are made ahead of time, on
-//! the clean-up thread, for the owner and mode the last execution needed, and handed
-//! out on the request path. A dir handed out is never handed out again.
+//! the clean-up thread, and handed out on the request path. A dir made ahead belongs to
+//! the sidecar (mode 0700, in a root it owns) until it is handed out: only then is it
+//! given to the execution's uid. Code of a running execution, which has that same uid,
+//! therefore cannot plant files in the dir the next execution will get. A dir handed
+//! out is never handed out again.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -35,7 +38,8 @@ pub(crate) struct ScratchDirs {
 struct Inner {
     root: PathBuf,
     next: AtomicU64,
-    ready: Mutex<Vec<(Access, PathBuf)>>,
+    /// Blank dirs: empty, mode 0700, owned by the sidecar.
+    ready: Mutex<Vec<PathBuf>>,
 }
 
 impl ScratchDirs {
@@ -56,40 +60,43 @@ impl ScratchDirs {
     /// A fresh, empty dir for `access`: a ready one if there is one, else made now.
     /// Either way, one more is made ahead for the next execution.
     pub fn take(&self, access: Access) -> io::Result<ScratchDir> {
-        let ready = {
-            let mut ready = self.inner.lock();
-            // Ready dirs made for another owner are of no use any more.
-            let stale: Vec<PathBuf> = ready
-                .iter()
-                .filter(|(a, _)| *a != access)
-                .map(|(_, p)| p.clone())
-                .collect();
-            ready.retain(|(a, _)| *a == access);
-            if !stale.is_empty() {
-                background::defer(move || stale.iter().for_each(remove));
-            }
-            ready.pop().map(|(_, path)| path)
-        };
+        let ready = self.inner.lock().pop();
         let path = match ready {
-            Some(path) => path,
-            None => self.inner.make(access)?,
+            // Still there (a cleaner of /tmp may have removed it).
+            Some(path) if path.is_dir() => path,
+            _ => self.inner.make_blank()?,
         };
+        if let Err(e) = hand_over(&path, access) {
+            remove(&path);
+            return Err(e);
+        }
         let inner = Arc::clone(&self.inner);
-        background::defer(move || inner.refill(access));
+        background::defer(move || inner.refill());
         Ok(ScratchDir(path))
     }
 }
 
+/// Gives a blank dir to the execution: the group's bits, then the owner.
+fn hand_over(path: &Path, access: Access) -> io::Result<()> {
+    if access.group_writable {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o770))?;
+    }
+    if let Some((uid, gid)) = access.owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Access, PathBuf)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
         self.ready.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn make(&self, access: Access) -> io::Result<PathBuf> {
+    /// A new empty dir, mode 0700, owned by the sidecar.
+    fn make_blank(&self) -> io::Result<PathBuf> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.root.join(format!("exec-{}-{id}", std::process::id()));
-        let mode = if access.group_writable { 0o770 } else { 0o700 };
-        let mkdir = || std::fs::DirBuilder::new().mode(mode).create(&path);
+        let mkdir = || std::fs::DirBuilder::new().mode(0o700).create(&path);
         match mkdir() {
             Ok(()) => {}
             // First use, or the root was removed under us.
@@ -104,30 +111,14 @@ impl Inner {
             }
             Err(e) => return Err(e),
         }
-        let finish = || -> io::Result<()> {
-            if access.group_writable {
-                // The umask may have taken the group's bits.
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
-            }
-            if let Some((uid, gid)) = access.owner {
-                std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
-            }
-            Ok(())
-        };
-        match finish() {
-            Ok(()) => Ok(path),
-            Err(e) => {
-                remove(&path);
-                Err(e)
-            }
-        }
+        Ok(path)
     }
 
-    /// Makes ready dirs for `access` until there are enough (on the clean-up thread).
-    fn refill(&self, access: Access) {
-        while self.lock().iter().filter(|(a, _)| *a == access).count() < POOL_SIZE {
-            match self.make(access) {
-                Ok(path) => self.lock().push((access, path)),
+    /// Makes blank dirs until there are enough (on the clean-up thread).
+    fn refill(&self) {
+        while self.lock().len() < POOL_SIZE {
+            match self.make_blank() {
+                Ok(path) => self.lock().push(path),
                 Err(e) => {
                     tracing::debug!("making a scratch dir ahead failed: {e}");
                     return;
@@ -139,13 +130,13 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for (_, path) in std::mem::take(&mut *self.lock()) {
+        for path in std::mem::take(&mut *self.lock()) {
             remove(&path);
         }
     }
 }
 
-fn remove(path: &PathBuf) {
+fn remove(path: &Path) {
     let _ = std::fs::remove_dir_all(path);
 }
 
@@ -195,7 +186,7 @@ mod tests {
             assert!(!path.exists(), "{} left behind", path.display());
         }
         // Made ahead: ready dirs exist, and go with the pool.
-        let ready: Vec<_> = dirs.inner.lock().iter().map(|(_, p)| p.clone()).collect();
+        let ready: Vec<_> = dirs.inner.lock().clone();
         assert_eq!(ready.len(), POOL_SIZE);
         drop(dirs);
         for path in ready {
@@ -203,22 +194,50 @@ mod tests {
         }
     }
 
+    /// Dirs made ahead belong to the sidecar (0700) until handed out; then to the
+    /// execution's owner, with the group's bits when asked.
     #[test]
-    fn a_new_owner_gets_its_own_dirs() {
+    fn ready_dirs_stay_the_sidecars_until_handed_out() {
         let root = tempfile::tempdir().unwrap();
         let dirs = ScratchDirs::new(root.path().join("scratch"));
-        let private = Access {
-            owner: None,
-            group_writable: false,
-        };
-        let shared = Access {
-            owner: None,
-            group_writable: true,
-        };
-        drop(dirs.take(private).unwrap());
-        background::flush(Duration::from_secs(10));
-        let dir = dirs.take(shared).unwrap();
+        // SAFETY: plain getter.
+        let me = unsafe { libc::geteuid() };
+        let owner = (me == 0).then_some((65532, 65532));
+        let dir = dirs
+            .take(Access {
+                owner,
+                group_writable: false,
+            })
+            .unwrap();
         let meta = std::fs::metadata(dir.path()).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o700);
+        assert_eq!(meta.uid(), owner.map_or(me, |(uid, _)| uid));
+        background::flush(Duration::from_secs(10));
+        let ready = dirs.inner.lock().clone();
+        assert_eq!(ready.len(), POOL_SIZE);
+        for path in &ready {
+            let meta = std::fs::metadata(path).unwrap();
+            assert_eq!((meta.uid(), meta.mode() & 0o777), (me, 0o700), "{path:?}");
+        }
+        let shared = dirs
+            .take(Access {
+                owner: None,
+                group_writable: true,
+            })
+            .unwrap();
+        let meta = std::fs::metadata(shared.path()).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o770);
+        // A ready dir removed behind our back is replaced, not handed out.
+        background::flush(Duration::from_secs(10));
+        for path in dirs.inner.lock().iter() {
+            std::fs::remove_dir(path).unwrap();
+        }
+        let again = dirs
+            .take(Access {
+                owner: None,
+                group_writable: false,
+            })
+            .unwrap();
+        assert!(again.path().is_dir());
     }
 }
