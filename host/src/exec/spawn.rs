@@ -333,8 +333,9 @@ pub(crate) fn spawn(
     // The stack grows down from its 16-byte aligned top.
     let top = ((stack.as_mut_ptr() as usize + CHILD_STACK) & !15) as *mut libc::c_void;
 
-    // SAFETY: plain getter.
-    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
+    if setup.run_as.is_some() {
+        stay_undumpable();
+    }
     // SAFETY: the child only reads `args` (alive until `clone` returns, which with
     // CLONE_VFORK is after the child's `execve` or exit) and runs on `stack`; signals
     // are blocked around the clone so that no handler of the sidecar runs in the child
@@ -358,15 +359,6 @@ pub(crate) fn spawn(
         pid
     };
     drop(stack);
-    // The child's uid change made the memory it shared with us non-dumpable (the
-    // kernel marks the mm, not the process): the sidecar's own state is put back.
-    // SAFETY: sets a flag of this process.
-    if setup.run_as.is_some()
-        && dumpable >= 0
-        && unsafe { libc::prctl(libc::PR_GET_DUMPABLE) } != dumpable
-    {
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, dumpable as libc::c_ulong) };
-    }
     let error = args.error.load(Ordering::Acquire);
     if error != 0 {
         reap_blocking(pid);
@@ -376,6 +368,28 @@ pub(crate) fn spawn(
         });
     }
     Ok(pid)
+}
+
+/// Makes the sidecar non-dumpable, for good, before its first child drops to a uid.
+///
+/// Between its uid drop and `execve` the child runs with the uid of user code in the
+/// sidecar's memory. Were that memory dumpable, a process of user code (same uid; Yama
+/// may allow any same-uid ptrace) could attach to the child in that window and own
+/// the sidecar. The kernel marks the shared mm non-dumpable on the child's uid change
+/// anyway; doing it first, and never undoing it, closes the window for every spawn,
+/// including concurrent ones. The cost: no core dumps of the sidecar, and its /proc
+/// files belong to root (it runs as root when it drops uids).
+fn stay_undumpable() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        // SAFETY: sets a flag of this process.
+        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong) } != 0 {
+            tracing::warn!(
+                "cannot make the sidecar non-dumpable: {}",
+                io::Error::last_os_error()
+            );
+        }
+    });
 }
 
 /// The child, on its own stack in the sidecar's memory: only system calls from here.
