@@ -340,6 +340,7 @@ pub(crate) fn spawn(
     // CLONE_VFORK is after the child's `execve` or exit) and runs on `stack`; signals
     // are blocked around the clone so that no handler of the sidecar runs in the child
     // before it has reset them.
+    let watched = watchdog::watch();
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
@@ -348,17 +349,27 @@ pub(crate) fn spawn(
         let pid = libc::clone(
             child_main,
             top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT_SETTID | libc::SIGCHLD,
             std::ptr::addr_of!(args).cast_mut().cast(),
+            // The kernel writes the child's pid here before the child runs.
+            watched.tid.as_ptr(),
         );
         let clone_error = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         if pid < 0 {
+            watched.done();
             return Err(clone_error.into());
         }
         pid
     };
     drop(stack);
+    if watched.done() {
+        reap_blocking(pid);
+        return Err(SpawnError::Parent(io::Error::other(format!(
+            "the child was stopped before it could exec (by a process of its uid) and killed after {:?}",
+            watchdog::STUCK
+        ))));
+    }
     let error = args.error.load(Ordering::Acquire);
     if error != 0 {
         reap_blocking(pid);
@@ -368,6 +379,91 @@ pub(crate) fn spawn(
         });
     }
     Ok(pid)
+}
+
+/// Children stuck before `execve`. The spawning thread sleeps in `clone` until its
+/// child has exec'd (CLONE_VFORK), and after the child's uid drop a process of user code
+/// (same uid) may send it SIGSTOP, which cannot be blocked: the thread, a tokio worker,
+/// would then sleep forever. A watchdog thread SIGKILLs a child still short of exec after
+/// [`STUCK`], which wakes the spawning thread with an error.
+mod watchdog {
+    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, Once};
+    use std::time::{Duration, Instant};
+
+    /// A child this long before exec is stuck (a normal set-up takes well under 20 ms).
+    pub const STUCK: Duration = Duration::from_secs(2);
+    const EVERY: Duration = Duration::from_millis(500);
+
+    struct Entry {
+        id: u64,
+        since: Instant,
+        tid: Arc<AtomicI32>,
+        killed: Arc<AtomicBool>,
+    }
+
+    static IN_FLIGHT: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+
+    /// One spawn under watch, until [`Watched::done`].
+    pub struct Watched {
+        id: u64,
+        /// Where the kernel puts the child's pid (CLONE_PARENT_SETTID).
+        pub tid: Arc<AtomicI32>,
+        killed: Arc<AtomicBool>,
+    }
+
+    impl Watched {
+        /// Ends the watch; true when the watchdog killed the child.
+        pub fn done(&self) -> bool {
+            let mut list = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+            list.retain(|e| e.id != self.id);
+            self.killed.load(Ordering::Acquire)
+        }
+    }
+
+    pub fn watch() -> Watched {
+        static START: Once = Once::new();
+        START.call_once(|| {
+            let spawned = std::thread::Builder::new()
+                .name("spawn-watchdog".into())
+                .spawn(run);
+            if let Err(e) = spawned {
+                tracing::warn!("cannot start the spawn watchdog: {e}");
+            }
+        });
+        let watched = Watched {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            tid: Arc::new(AtomicI32::new(0)),
+            killed: Arc::new(AtomicBool::new(false)),
+        };
+        IN_FLIGHT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Entry {
+                id: watched.id,
+                since: Instant::now(),
+                tid: Arc::clone(&watched.tid),
+                killed: Arc::clone(&watched.killed),
+            });
+        watched
+    }
+
+    fn run() {
+        loop {
+            std::thread::sleep(EVERY);
+            let list = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+            for e in list.iter().filter(|e| e.since.elapsed() >= STUCK) {
+                let tid = e.tid.load(Ordering::Acquire);
+                if tid > 0 && !e.killed.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(pid = tid, "a child stuck before exec: killed");
+                    // SAFETY: our own unreaped child (its spawner is still in `clone`,
+                    // and the entry is removed, under this lock, before it reaps).
+                    unsafe { libc::kill(tid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
 }
 
 /// Makes the sidecar non-dumpable, for good, before its first child drops to a uid.
@@ -574,6 +670,48 @@ mod tests {
         }
         .to_string();
         assert!(message.starts_with("cannot apply the sandbox"), "{message}");
+    }
+
+    /// A child that never reaches exec (here: blocked writing into a full pipe where
+    /// its cgroup's file would be; in the wild: SIGSTOPped by user code after its uid
+    /// drop) is killed by the watchdog, and the spawn fails instead of hanging.
+    #[test]
+    fn a_child_stuck_before_exec_is_killed_and_reported() {
+        let (_reader, full) = pipe().unwrap();
+        // SAFETY: fcntl on a descriptor we own; writes into a local buffer's pipe.
+        unsafe {
+            let flags = libc::fcntl(full.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(full.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+            let chunk = [0u8; 4096];
+            while libc::write(full.as_raw_fd(), chunk.as_ptr().cast(), chunk.len()) > 0 {}
+            libc::fcntl(full.as_raw_fd(), libc::F_SETFL, flags);
+        }
+        let stuck = ChildSetup {
+            cgroup_procs: vec![full.as_raw_fd()],
+            ..ChildSetup::default()
+        };
+        let stdio = Stdio::new(false).unwrap();
+        let started = std::time::Instant::now();
+        let result = spawn(
+            Path::new("/bin/true"),
+            &["true".to_string()],
+            &[],
+            Path::new("/"),
+            &stdio.child,
+            &stuck,
+        );
+        let took = started.elapsed();
+        let message = result
+            .expect_err("a stuck child must fail the spawn")
+            .to_string();
+        assert!(
+            message.contains("stopped before it could exec"),
+            "{message}"
+        );
+        assert!(
+            took >= watchdog::STUCK && took < watchdog::STUCK * 3,
+            "{took:?}"
+        );
     }
 
     #[test]
