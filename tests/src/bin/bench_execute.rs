@@ -447,6 +447,10 @@ fn main() {
          slow every execution), reusing cgroups instead of removing them (Python −0.08 \
          ms, `/bin/true` +0.04 ms, and it would need `force_empty` and OOM-counter \
          baselines to be correct), one tokio worker instead of two (no change).\n\
+         - **run to run**: on this VM a run started right after another one measured \
+         (a) ~0.4 ms higher (+0.80 to +0.94 ms against +0.43 to +0.49 ms after a pause; \
+         the previous binary alike, the direct spawn unchanged). The cause was not \
+         found; the table is the last run, started after a pause.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
