@@ -281,6 +281,21 @@ pub fn request(
     read_response(stream)
 }
 
+/// Whether the sidecar reports protection `name` (e.g. `uid_drop`, `kill_all`) as
+/// active in /health; when not, prints a visible skip with the reason it gives.
+pub fn protection_active(sidecar: &Sidecar, name: &str) -> bool {
+    let (_, health) = sidecar.get("/health");
+    let entry = health["protections"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
+        .unwrap_or_default();
+    let active = entry["active"] == true;
+    if !active {
+        eprintln!("SKIPPED: protection {name} is not active here: {entry}");
+    }
+    active
+}
+
 /// Whether a language's toolchain is here. Missing: a visible skip locally, a failure
 /// when `SIDECAR_REQUIRE_ALL_LANGUAGES=1` (CI).
 pub fn language_available(sidecar: &Sidecar, code: &str) -> bool {

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sidecar_tests::{
-    language_available, processes_with, timed, unique_marker, wait_no_processes, Options, Sidecar,
+    language_available, processes_with, protection_active, timed, unique_marker, wait_no_processes,
+    Options, Sidecar,
 };
 
 /// Slack over the timeout for the wall time around a request.
@@ -643,16 +644,7 @@ fn sidecar_without_cgroups() -> Sidecar {
 #[test]
 fn without_cgroups_daemons_and_fork_bombs_are_still_contained() {
     let sc = sidecar_without_cgroups();
-    let (_, health) = sc.get("/health");
-    let kill_all = health["protections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "kill_all")
-        .cloned()
-        .unwrap_or_default();
-    if kill_all["active"] != true {
-        eprintln!("SKIPPED: no kill-all protection without cgroups here (not root?): {kill_all}");
+    if !protection_active(&sc, "kill_all") {
         return;
     }
     let m = unique_marker();
@@ -746,13 +738,11 @@ fn a_work_dir_swapped_for_a_symlink_while_queued_is_not_followed() {
 /// there would run inside the next Python program).
 #[test]
 fn the_next_executions_scratch_dir_cannot_be_prepared() {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to this process's effective uid.
-    if std::fs::metadata("/proc/self").map_or(1, |m| m.uid()) != 0 {
-        eprintln!("skipped: not root, so executions run as the sidecar's own uid");
+    let sc = Sidecar::start();
+    // Without a uid drop, code runs as the sidecar's own uid: nothing to keep it from.
+    if !protection_active(&sc, "uid_drop") {
         return;
     }
-    let sc = Sidecar::start();
     let plant = r#"for d in "$(dirname "$HOME")"/exec-*; do
   [ "$d" = "$HOME" ] && continue
   if echo planted > "$d/planted.txt" 2>/dev/null; then echo "wrote $d"; fi
