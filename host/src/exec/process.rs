@@ -523,8 +523,8 @@ impl Guard {
         }
     }
 
-    /// Normal end: everything is dead and reaped. Removes the cgroup (and refills the
-    /// pool) on the clean-up thread, off the caller's critical path.
+    /// Normal end: everything is dead and reaped. Recycles or removes the cgroup (and
+    /// refills the pool) on the clean-up thread, off the caller's critical path.
     fn release(&mut self) {
         self.armed = false;
         let group = self.cgroup.take();
@@ -533,15 +533,17 @@ impl Guard {
         if group.is_none() {
             return;
         }
-        let cleanup = move || {
-            if let Some(group) = group {
+        let cleanup = move || match (group, cgroups) {
+            (Some(group), Some(c)) => {
+                c.recycle(group);
+                c.refill();
+            }
+            (Some(group), None) => {
                 if let Err(e) = group.remove() {
                     tracing::warn!("removing an execution cgroup: {e}");
                 }
             }
-            if let Some(c) = cgroups {
-                c.refill();
-            }
+            _ => {}
         };
         background::defer(cleanup);
     }

@@ -464,6 +464,71 @@ async fn pooled_groups_take_each_executions_limits() {
     }
 }
 
+/// A group whose execution ended on its own is recycled: the next execution gets it
+/// with its own OOM verdict; one that needed killing (a daemon left running) is not.
+#[tokio::test]
+async fn recycled_groups_report_only_their_own_oom_kills() {
+    let own = Sandbox::detect(SandboxSettings {
+        cgroup_pool: 1,
+        ..SandboxSettings::default()
+    });
+    if !own.is_active("memory_limit") || !Path::new("/usr/bin/python3").exists() {
+        eprintln!("skipped: no memory cgroup or no /usr/bin/python3");
+        return;
+    }
+    let memory_group = |out: &ProcessOutcome| -> String {
+        out.stdout
+            .lines()
+            .find(|l| l.contains(":memory:") || l.starts_with("0::"))
+            .unwrap_or_else(|| panic!("no memory cgroup in {out:?}"))
+            .to_string()
+    };
+    let limited = |argv: &[&str]| {
+        let mut s = spec(argv);
+        s.memory_limit = Some(64 << 20);
+        s
+    };
+    let program = "import sys; print(open('/proc/self/cgroup').read()); \
+                   b = b'x' * (int(sys.argv[1]) << 20)";
+    let first = run_ok(
+        &own,
+        limited(&["/usr/bin/python3", "-u", "-c", program, "200"]),
+    )
+    .await;
+    assert!(first.oom_killed, "{first:?}");
+    background::flush(Duration::from_secs(10));
+    let second = run_ok(
+        &own,
+        limited(&["/usr/bin/python3", "-u", "-c", program, "1"]),
+    )
+    .await;
+    assert_eq!(memory_group(&second), memory_group(&first), "not recycled");
+    assert!(!second.oom_killed, "{second:?}");
+    assert_eq!(second.exit_code, Some(0), "{second:?}");
+    background::flush(Duration::from_secs(10));
+
+    // A daemon outlives the main process: the kill round makes the group unfit.
+    let m = marker(53);
+    let third = run_ok(
+        &own,
+        limited(&[
+            "sh",
+            "-c",
+            &format!("cat /proc/self/cgroup; setsid sleep {m} &"),
+        ]),
+    )
+    .await;
+    assert_eq!(memory_group(&third), memory_group(&first), "not recycled");
+    assert!(none_left(&m).await);
+    background::flush(Duration::from_secs(10));
+    let fourth = run_ok(&own, limited(&["cat", "/proc/self/cgroup"])).await;
+    assert_ne!(
+        memory_group(&fourth),
+        memory_group(&third),
+        "recycled after a kill"
+    );
+}
+
 /// The program starts as after a plain exec from a shell: no signal blocked, none
 /// ignored (Rust ignores SIGPIPE in the sidecar), and none of the sidecar's handlers.
 #[tokio::test]
