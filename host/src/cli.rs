@@ -194,8 +194,9 @@ pub struct ExecArgs {
     /// Largest file an execution may write, in MiB.
     #[arg(long, env = "SIDECAR_MAX_FILE_MB", default_value_t = 256)]
     pub max_file_mb: u64,
-    /// Where per-execution scratch directories are made.
-    #[arg(long, env = "SIDECAR_SCRATCH_DIR", default_value = "/tmp/sidecar")]
+    /// Where per-execution scratch directories are made. Default: /dev/shm/sidecar when
+    /// /dev/shm is a tmpfs with at least 1 GiB free (faster), else /tmp/sidecar.
+    #[arg(long, env = "SIDECAR_SCRATCH_DIR", default_value_os_t = crate::runner::scratch::default_root())]
     pub scratch_dir: PathBuf,
     /// The uid /bash commands run as when the sidecar runs as root.
     #[arg(long, env = "SIDECAR_BASH_USER_ID", default_value_t = crate::plugins::DEFAULT_USER_ID)]

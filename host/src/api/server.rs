@@ -74,6 +74,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         languages = registry.codes().join(","),
         plugins = registry.plugins.plugins.len(),
         pooling = plugin_runtime.pooling(),
+        scratch = %args.exec.scratch_dir.display(),
         startup_ms = started.elapsed().as_millis() as u64,
         "plugins loaded"
     );

@@ -5,7 +5,7 @@
 //! Used by /execute, /bash (a single command, no plan) and `sidecar run`.
 
 pub mod cli;
-mod scratch;
+pub(crate) mod scratch;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};

@@ -20,6 +20,40 @@ use crate::exec::background;
 /// Empty dirs kept ready.
 const POOL_SIZE: usize = 2;
 
+/// Free space a tmpfs at /dev/shm needs for [`default_root`] to use it.
+const MEMORY_BACKED_MIN_FREE: u64 = 1 << 30;
+
+/// The default root of scratch dirs: `/dev/shm/sidecar` when /dev/shm is a writable
+/// tmpfs with at least 1 GiB free (not the 64 MiB a container gets by default, where
+/// a build could run out of room), else `/tmp/sidecar`.
+pub fn default_root() -> PathBuf {
+    if memory_backed_with_room(Path::new("/dev/shm"), MEMORY_BACKED_MIN_FREE) {
+        PathBuf::from("/dev/shm/sidecar")
+    } else {
+        PathBuf::from("/tmp/sidecar")
+    }
+}
+
+/// Whether `dir` is a tmpfs we may write to with at least `bytes` free.
+fn memory_backed_with_room(dir: &Path, bytes: u64) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_dir) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid C string and a zeroed out-struct the kernel fills in.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_dir.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    // SAFETY: plain syscall on a valid C string.
+    let writable = unsafe { libc::access(c_dir.as_ptr(), libc::W_OK) } == 0;
+    let free = (st.f_bavail as u64).saturating_mul(st.f_bsize as u64);
+    // (The field's type differs between C libraries and architectures.)
+    #[allow(clippy::unnecessary_cast)]
+    let tmpfs = st.f_type as i64 == libc::TMPFS_MAGIC as i64;
+    tmpfs && writable && free >= bytes
+}
+
 /// Who a scratch dir is for: its owner (when executions drop to a uid) and whether
 /// its group may write (dedicated uids that share a gid).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +121,29 @@ fn hand_over(path: &Path, access: Access) -> io::Result<()> {
     Ok(())
 }
 
+/// The root must be a real directory of ours that no one else may write: in a shared
+/// sticky directory (/tmp, or /dev/shm, which a pod's containers share) someone else
+/// could have made it first, then swapped a dir of ours for a symlink. A root of ours
+/// that others may write (an emptyDir is 0777) is closed to them.
+fn check_root(root: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(root)?;
+    // SAFETY: plain syscall.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != me {
+        return Err(io::Error::other(format!(
+            "the scratch root {} is not a directory owned by uid {me} (owner: uid {}): \
+             remove it or set SIDECAR_SCRATCH_DIR",
+            root.display(),
+            meta.uid(),
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(meta.mode() & 0o755))?;
+    }
+    Ok(())
+}
+
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
         self.ready.lock().unwrap_or_else(|e| e.into_inner())
@@ -97,13 +154,13 @@ impl Inner {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.root.join(format!("exec-{}-{id}", std::process::id()));
         let mkdir = || std::fs::DirBuilder::new().mode(0o700).create(&path);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&self.root)?;
+        check_root(&self.root)?;
         match mkdir() {
             Ok(()) => {}
-            // First use, or the root was removed under us.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&self.root)?;
-                mkdir()?;
-            }
             // A leftover of an earlier sidecar that had the same pid.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 std::fs::remove_dir_all(&path)?;
@@ -239,5 +296,34 @@ mod tests {
             })
             .unwrap();
         assert!(again.path().is_dir());
+    }
+
+    #[test]
+    fn a_root_someone_else_made_is_refused() {
+        let base = tempfile::tempdir().unwrap();
+        // A symlink planted where the root goes.
+        let root = base.path().join("planted");
+        std::os::unix::fs::symlink(base.path(), &root).unwrap();
+        let err = ScratchDirs::new(root.clone())
+            .take(Access {
+                owner: None,
+                group_writable: false,
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("is not a directory owned"),
+            "{err}"
+        );
+        // A root of ours that everyone may write is closed first.
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        ScratchDirs::new(open.clone())
+            .take(Access {
+                owner: None,
+                group_writable: false,
+            })
+            .unwrap();
+        assert_eq!(std::fs::metadata(&open).unwrap().mode() & 0o777, 0o755);
     }
 }
