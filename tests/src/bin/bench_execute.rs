@@ -436,36 +436,46 @@ fn main() {
          - **off the critical path (exec/background.rs, runner/scratch.rs, \
          exec/cgroup.rs)**: removing the scratch dir and the cgroup went through tokio's \
          blocking pool, whose woken thread ran at once on the request's CPU (70-120 µs); \
-         one clean-up thread at nice 19 does it now. mkdir of a scratch dir (~25 µs on \
-         ext4) and a cgroup's limits (~20 µs of cgroupfs writes) are done ahead, for the \
-         next execution. The wasm epoch ticker, which woke every 5 ms and preempted the \
+         one clean-up thread at nice 19 does it now. Scratch dirs are made ahead, and a \
+         cgroup's limits (~20 µs of cgroupfs writes) are written ahead, for the next \
+         execution. The wasm epoch ticker, which woke every 5 ms and preempted the \
          programs the sidecar runs, sleeps between plugin calls.\n\
+         - **cgroups recycled (exec/cgroup.rs)**: making and removing three v1 cgroups \
+         per execution was a quarter of the sidecar's CPU samples (~0.2 ms per \
+         execution, holding the kernel's cgroup lock that every child's join takes). A \
+         group whose execution left nothing to kill and at most 16 MiB charged goes back \
+         to the pool, its OOM counter read as the next execution's baseline. Sidecar CPU \
+         per `/bin/true` execution: 1.14-1.30 → 0.98-1.21 ms.\n\
+         - **scratch dirs on tmpfs (runner/scratch.rs)**: this VM's root file system is \
+         ext4 without a journal, where each inode create scans past every inode deleted \
+         in the last minutes (`recently_deleted`); every execution creates and deletes a \
+         dir and a file, so after a few thousand executions writing the code file took \
+         ~0.1 ms. That was the run-to-run drift the previous figures showed (a run \
+         started right after another measured ~0.4 ms more). The default scratch root \
+         is now `/dev/shm/sidecar` when `/dev/shm` is a tmpfs with ≥ 1 GiB free, as \
+         here. Interleaved A/B against the previous binary, one run: `/bin/true` \
+         +0.90 → +0.81 ms, Python 1.072× → 1.063×.\n\
          - **cgroup v1 join (exec/cgroup.rs)**: a child that joined its groups by writing \
          its pid to `cgroup.procs` took the kernel's `cgroup_threadgroup_rwsem` for \
          writing, which waits for an RCU grace period when no migration happened in the \
          last ~10-20 ms: 5-17 ms per spaced request. The child writes \"0\" to v1's \
          `tasks` (it is single-threaded until exec), which skips that lock. On cgroup v2, \
          `clone3(CLONE_INTO_CGROUP)` would do the same (not done yet).\n\
-         - **Python's gap (not closed)**: Python pays ~0.3 ms more than `/bin/true` over \
-         its direct run, and it is the program itself that takes longer: `perf sched` \
-         puts its time on a CPU at 7.99 ms under the sidecar against 7.68 ms under a C \
-         harness that applies the same protections (setsid, network namespace, rlimits, \
-         uid, three fresh v1 cgroups) and is idle meanwhile. On the program's CPU, \
-         between its slices, ran the sidecar's own threads (~66 µs per execution), the \
-         kernel's deferred work for the previous execution's cgroup removal (cgroup and \
-         mm workqueues, RCU) and the epoch ticker's last tick; what remains is cache \
-         and TLB pollution from all of that. The getrusage figures inside the program \
-         (6.9 vs 6.8 ms) stop before its exit. Tried and reverted because they measured \
-         worse or no better: plugin instances made ahead on the clean-up thread (the \
-         instance is then cold in the calling CPU's caches: a warm plan call went from \
-         15 to 44 µs), removing finished cgroups in batches (more live memory cgroups \
-         slow every execution), reusing cgroups instead of removing them (Python −0.08 \
-         ms, `/bin/true` +0.04 ms, and it would need `force_empty` and OOM-counter \
-         baselines to be correct), one tokio worker instead of two (no change).\n\
-         - **run to run**: on this VM a run started right after another one measured \
-         (a) ~0.4 ms higher (+0.80 to +0.94 ms against +0.43 to +0.49 ms after a pause; \
-         the previous binary alike, the direct spawn unchanged). The cause was not \
-         found; the table is the last run, started after a pause.\n\
+         - **Python's gap (not closed)**: Python pays more than `/bin/true` over its \
+         direct run, and it is the program itself that takes longer. On the earlier \
+         (Xeon) host `perf sched` put its time on a CPU at 7.99 ms under the sidecar \
+         against 7.68 ms under a C harness applying the same protections; between its \
+         slices ran the sidecar's own threads, the kernel's deferred work for the \
+         previous execution's cgroups (now mostly gone with recycling) and the epoch \
+         ticker's last tick; the rest is cache and TLB pollution. Tried and reverted \
+         because they measured worse or no better: plugin instances made ahead on the \
+         clean-up thread (a warm plan call went from 15 to 44 µs: the instance is cold \
+         in the calling CPU's caches), removing finished cgroups in batches, one tokio \
+         worker instead of two, and a pids-counter shortcut for the emptiness check \
+         after a normal exit (no difference in an interleaved A/B).\n\
+         - **this VM's noise**: the same direct Python run takes 11 to 18 ms from one \
+         minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
+         session compare binaries; the table is one run.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
