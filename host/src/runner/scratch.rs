@@ -124,7 +124,7 @@ fn hand_over(path: &Path, access: Access) -> io::Result<()> {
 /// The root must be a real directory of ours that no one else may write: in a shared
 /// sticky directory (/tmp, or /dev/shm, which a pod's containers share) someone else
 /// could have made it first, then swapped a dir of ours for a symlink. A root of ours
-/// that others may write (an emptyDir is 0777) is closed to them.
+/// that others may write (an emptyDir is 0777) is closed to them, unless it is sticky.
 fn check_root(root: &Path) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(root)?;
@@ -138,7 +138,10 @@ fn check_root(root: &Path) -> io::Result<()> {
             meta.uid(),
         )));
     }
-    if meta.mode() & 0o022 != 0 {
+    // (In a sticky directory such as /tmp itself, others cannot rename or remove what
+    // is ours: left as it is.)
+    let sticky = meta.mode() & 0o1000 != 0;
+    if meta.mode() & 0o022 != 0 && !sticky {
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(meta.mode() & 0o755))?;
     }
     Ok(())
@@ -325,5 +328,16 @@ mod tests {
             })
             .unwrap();
         assert_eq!(std::fs::metadata(&open).unwrap().mode() & 0o777, 0o755);
+        // A sticky one (the operator chose /tmp itself) is left alone.
+        let sticky = base.path().join("sticky");
+        std::fs::create_dir(&sticky).unwrap();
+        std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        ScratchDirs::new(sticky.clone())
+            .take(Access {
+                owner: None,
+                group_writable: false,
+            })
+            .unwrap();
+        assert_eq!(std::fs::metadata(&sticky).unwrap().mode() & 0o7777, 0o1777);
     }
 }
