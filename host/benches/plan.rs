@@ -35,6 +35,13 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// (p50, p90, p99, max) of `samples`.
 fn percentiles(samples: &mut [Duration]) -> [Duration; 4] {
     samples.sort();
@@ -112,16 +119,22 @@ fn main() {
         work_dir: "/workspace/session".into(),
         scratch_dir: "/tmp/sidecar/exec-1-1".into(),
     };
+    // Calls are async: awaited on a current-thread runtime, as a worker awaits them.
+    let tokio_rt = current_thread();
     let calls = env_usize("BENCH_PLAN_CALLS", 5000);
     for _ in 0..calls / 10 {
-        lang.plugin.plan(&lang.settings, request()).unwrap();
+        tokio_rt
+            .block_on(lang.plugin.plan(&lang.settings, request()))
+            .unwrap();
     }
     let mut samples = Vec::with_capacity(calls);
     let started = Instant::now();
     for _ in 0..calls {
         let req = request();
         let t = Instant::now();
-        let plan = lang.plugin.plan(&lang.settings, req).unwrap();
+        let plan = tokio_rt
+            .block_on(lang.plugin.plan(&lang.settings, req))
+            .unwrap();
         samples.push(t.elapsed());
         std::hint::black_box(plan);
     }
@@ -144,7 +157,11 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
         let req = request();
         let t = Instant::now();
-        std::hint::black_box(lang.plugin.plan(&lang.settings, req).unwrap());
+        std::hint::black_box(
+            tokio_rt
+                .block_on(lang.plugin.plan(&lang.settings, req))
+                .unwrap(),
+        );
         idle.push(t.elapsed());
     }
     let [p50, p90, _, max] = percentiles(&mut idle);
@@ -164,11 +181,14 @@ fn main() {
         .map(|_| {
             let lang = lang.clone();
             std::thread::spawn(move || {
+                let tokio_rt = current_thread();
                 let mut v = Vec::with_capacity(per);
                 for _ in 0..per {
                     let req = request();
                     let t = Instant::now();
-                    lang.plugin.plan(&lang.settings, req).unwrap();
+                    tokio_rt
+                        .block_on(lang.plugin.plan(&lang.settings, req))
+                        .unwrap();
                     v.push(t.elapsed());
                 }
                 v

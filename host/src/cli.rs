@@ -400,7 +400,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<i32> {
         work_dir: "/workspace".into(),
         scratch_dir: "/tmp/sidecar/exec-0".into(),
     };
-    match lang.plugin.plan(&lang.settings, request) {
+    match lang.plugin.plan_blocking(&lang.settings, request) {
         Ok(plan) => {
             let out = serde_json::json!({
                 "language": lang.settings.code,
@@ -441,7 +441,7 @@ pub fn plugin_check(file: PathBuf, cache_dir: Option<PathBuf>) -> anyhow::Result
                         scratch_dir: "/tmp/sidecar/exec-0".into(),
                         ..PlanRequest::default()
                     };
-                    let (outcome, message) = match plugin.plan(lang, request) {
+                    let (outcome, message) = match plugin.plan_blocking(lang, request) {
                         Ok(_) => ("ok", None),
                         Err(plugins::CallError::Refused(r)) => ("refused", Some(r.to_string())),
                         Err(e) => {

@@ -72,7 +72,7 @@ pub async fn execute(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     // A few small file operations, done on this worker; writing the caller's files may
-    // take longer (see the runner's plan call).
+    // take longer, and then goes through `block_in_place` (see `blocking_if`).
     let heavy = body
         .get("files")
         .and_then(Value::as_array)

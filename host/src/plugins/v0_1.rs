@@ -8,6 +8,8 @@ use super::model;
 wasmtime::component::bindgen!({
     path: "../wit/v0.1",
     world: "language-plugin",
+    // Called from async code on the runtime's workers (see plugins/runtime.rs).
+    exports: { default: async },
 });
 
 pub use self::sidecar::language::types;

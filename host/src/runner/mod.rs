@@ -324,7 +324,7 @@ impl Executor {
         let work_str = req.work_dir.to_string_lossy().into_owned();
         let work = self.open_work_dir(&req.work_dir, req.work_dir_fd.take(), settings.user_id);
 
-        // 1. The plan, from the plugin, on a blocking thread.
+        // 1. The plan, from the plugin.
         let plan_started = Instant::now();
         let plan_request = PlanRequest {
             code: req.code,
@@ -334,11 +334,11 @@ impl Executor {
             work_dir: work_str.clone(),
             scratch_dir: scratch_str.clone(),
         };
-        // The call takes 15-70 us, at most the plugin timeout. block_in_place hands
-        // this worker's other tasks to another thread while it runs (a hop to the
-        // blocking pool and back costs more); it is also what lets wasmtime-wasi's
-        // synchronous WASI calls (a plugin printing its panic) block on the runtime.
-        let plan = tokio::task::block_in_place(|| language.plugin.plan(settings, plan_request))
+        // Tens of microseconds, at most the plugin timeout (async: it yields meanwhile).
+        let plan = language
+            .plugin
+            .plan(settings, plan_request)
+            .await
             .map_err(|e| match e {
                 CallError::Refused(r) => ExecuteError::Rejected(format!(
                     "{} plugin `{}` rejected the code: {r}",
