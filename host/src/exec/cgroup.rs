@@ -289,14 +289,11 @@ impl Cgroups {
             && group
                 .charged()
                 .is_some_and(|bytes| bytes <= RECYCLE_MAX_CHARGE);
-        let room = self.pool.lock().unwrap_or_else(|e| e.into_inner()).len() < self.pool_size;
-        if reusable && room {
-            if let Some(count) = group.oom_count() {
-                group.oom_base = count;
-                self.pool
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(group);
+        if let Some(count) = reusable.then(|| group.oom_count()).flatten() {
+            group.oom_base = count;
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < self.pool_size {
+                pool.push(group);
                 return;
             }
         }

@@ -362,6 +362,18 @@ fn engine_config(limits: &PluginLimits, pooling: bool) -> Config {
     config
 }
 
+/// Runs a plugin call to completion from synchronous code, on a thread of its own:
+/// outside any tokio runtime, wasmtime-wasi runs it on its own runtime (the caller may
+/// be a runtime's worker, where blocking on a runtime panics). `None` if it panicked.
+fn run_blocking<T: Send>(call: impl std::future::Future<Output = T> + Send) -> Option<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| wasmtime_wasi::runtime::in_tokio(call))
+            .join()
+            .ok()
+    })
+}
+
 /// Rejects files that are not components before asking the compiler, with a message
 /// that says what to do.
 fn check_header(bytes: &[u8]) -> Result<(), String> {
@@ -467,14 +479,8 @@ fn error_text(e: &wasmtime::Error) -> String {
 impl Plugin {
     /// Asks the plugin to describe itself (done once at load, from synchronous code).
     pub fn describe(&self) -> Result<PluginInfo, String> {
-        // On a thread of its own: outside any tokio runtime, wasmtime-wasi runs the
-        // call on its own runtime (this may be called from a runtime's worker).
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| wasmtime_wasi::runtime::in_tokio(self.describe_async()))
-                .join()
-                .unwrap_or_else(|_| Err("the describe() call panicked".into()))
-        })
+        run_blocking(self.describe_async())
+            .unwrap_or_else(|| Err("the describe() call panicked".into()))
     }
 
     async fn describe_async(&self) -> Result<PluginInfo, String> {
@@ -529,16 +535,11 @@ impl Plugin {
         config: &LanguageSettings,
         request: PlanRequest,
     ) -> Result<Plan, CallError> {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| wasmtime_wasi::runtime::in_tokio(self.plan(config, request)))
-                .join()
-                .unwrap_or_else(|_| {
-                    Err(CallError::Failed {
-                        plugin: self.info.name.clone(),
-                        message: "the plan() call panicked".into(),
-                    })
-                })
+        run_blocking(self.plan(config, request)).unwrap_or_else(|| {
+            Err(CallError::Failed {
+                plugin: self.info.name.clone(),
+                message: "the plan() call panicked".into(),
+            })
         })
     }
 

@@ -301,18 +301,19 @@ mod tests {
         assert!(again.path().is_dir());
     }
 
+    /// A dir for executions that keep the sidecar's uid.
+    const UNOWNED: Access = Access {
+        owner: None,
+        group_writable: false,
+    };
+
     #[test]
     fn a_root_someone_else_made_is_refused() {
         let base = tempfile::tempdir().unwrap();
         // A symlink planted where the root goes.
         let root = base.path().join("planted");
         std::os::unix::fs::symlink(base.path(), &root).unwrap();
-        let err = ScratchDirs::new(root.clone())
-            .take(Access {
-                owner: None,
-                group_writable: false,
-            })
-            .unwrap_err();
+        let err = ScratchDirs::new(root.clone()).take(UNOWNED).unwrap_err();
         assert!(
             err.to_string().contains("is not a directory owned"),
             "{err}"
@@ -321,23 +322,13 @@ mod tests {
         let open = base.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        ScratchDirs::new(open.clone())
-            .take(Access {
-                owner: None,
-                group_writable: false,
-            })
-            .unwrap();
+        ScratchDirs::new(open.clone()).take(UNOWNED).unwrap();
         assert_eq!(std::fs::metadata(&open).unwrap().mode() & 0o777, 0o755);
         // A sticky one (the operator chose /tmp itself) is left alone.
         let sticky = base.path().join("sticky");
         std::fs::create_dir(&sticky).unwrap();
         std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        ScratchDirs::new(sticky.clone())
-            .take(Access {
-                owner: None,
-                group_writable: false,
-            })
-            .unwrap();
+        ScratchDirs::new(sticky.clone()).take(UNOWNED).unwrap();
         assert_eq!(std::fs::metadata(&sticky).unwrap().mode() & 0o7777, 0o1777);
     }
 }
