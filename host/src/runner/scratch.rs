@@ -12,7 +12,7 @@
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::exec::background;
@@ -71,6 +71,10 @@ pub(crate) struct ScratchDirs {
 #[derive(Debug)]
 struct Inner {
     root: PathBuf,
+    /// The root exists and passed [`check_root`]: done once, and again if it vanishes
+    /// (once it is ours and closed, only a parent that others may write without the
+    /// sticky bit would let it be swapped, and a check per dir would not stop that).
+    root_checked: AtomicBool,
     next: AtomicU64,
     /// Blank dirs: empty, mode 0700, owned by the sidecar.
     ready: Mutex<Vec<PathBuf>>,
@@ -81,6 +85,7 @@ impl ScratchDirs {
         ScratchDirs {
             inner: Arc::new(Inner {
                 root,
+                root_checked: AtomicBool::new(false),
                 next: AtomicU64::new(0),
                 ready: Mutex::new(Vec::new()),
             }),
@@ -157,13 +162,16 @@ impl Inner {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.root.join(format!("exec-{}-{id}", std::process::id()));
         let mkdir = || std::fs::DirBuilder::new().mode(0o700).create(&path);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&self.root)?;
-        check_root(&self.root)?;
+        if !self.root_checked.load(Ordering::Acquire) {
+            self.prepare_root()?;
+        }
         match mkdir() {
             Ok(()) => {}
+            // The root was removed under us.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.prepare_root()?;
+                mkdir()?;
+            }
             // A leftover of an earlier sidecar that had the same pid.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 std::fs::remove_dir_all(&path)?;
@@ -172,6 +180,17 @@ impl Inner {
             Err(e) => return Err(e),
         }
         Ok(path)
+    }
+
+    /// Creates the root if needed and checks it is ours.
+    fn prepare_root(&self) -> io::Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&self.root)?;
+        check_root(&self.root)?;
+        self.root_checked.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Makes blank dirs until there are enough (on the clean-up thread).
@@ -330,5 +349,23 @@ mod tests {
         std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
         ScratchDirs::new(sticky.clone()).take(UNOWNED).unwrap();
         assert_eq!(std::fs::metadata(&sticky).unwrap().mode() & 0o7777, 0o1777);
+    }
+
+    /// The default root is memory-backed only on a writable tmpfs with the room asked.
+    #[test]
+    fn memory_backed_means_a_tmpfs_with_room() {
+        // procfs is not a tmpfs; no file system has u64::MAX bytes free.
+        assert!(!memory_backed_with_room(Path::new("/proc"), 0));
+        assert!(!memory_backed_with_room(Path::new("/dev/shm"), u64::MAX));
+        assert!(!memory_backed_with_room(Path::new("/nonexistent"), 0));
+        let shm_is_tmpfs = std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some("/dev/shm") && l.contains(" tmpfs "))
+        });
+        if shm_is_tmpfs {
+            assert!(memory_backed_with_room(Path::new("/dev/shm"), 0));
+        } else {
+            eprintln!("/dev/shm is not a tmpfs here: the positive case is not checked");
+        }
     }
 }
