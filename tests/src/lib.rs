@@ -48,6 +48,9 @@ pub struct Options {
     pub plugins_dir: Option<PathBuf>,
     /// A languages.toml (default: the repository's).
     pub languages: Option<PathBuf>,
+    /// Leave the scratch root to the sidecar's default (shared with other sidecars)
+    /// instead of a `scratch` dir in the test dir.
+    pub default_scratch: bool,
 }
 
 /// A running sidecar, stopped (SIGTERM, then SIGKILL) when dropped.
@@ -384,11 +387,13 @@ pub fn serve_command(dir: &Path, opts: &Options) -> Command {
                 .unwrap_or_else(|| repo().join("languages.toml")),
         )
         .env("SIDECAR_CACHE_DIR", shared_cache())
-        .env("SIDECAR_SCRATCH_DIR", dir.join("scratch"))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+    if !opts.default_scratch {
+        cmd.env("SIDECAR_SCRATCH_DIR", dir.join("scratch"));
+    }
     for (k, v) in &opts.env {
         cmd.env(k, v);
     }

@@ -880,3 +880,27 @@ fn without_cgroups_request_files_are_writable_by_the_code() {
         "given\nmore\n"
     );
 }
+
+/// Without `SIDECAR_SCRATCH_DIR` the sidecar picks the scratch root itself
+/// (`/dev/shm/sidecar` on a roomy tmpfs, else `/tmp/sidecar`), names it in its start-up
+/// log, and executions get their HOME and TMPDIR there.
+#[test]
+fn the_default_scratch_root_is_logged_and_used() {
+    let sc = Sidecar::start_with(Options {
+        default_scratch: true,
+        ..Options::default()
+    });
+    let log = std::fs::read_to_string(sc.dir.path().join("stderr.log")).unwrap();
+    let root = ["/dev/shm/sidecar", "/tmp/sidecar"]
+        .into_iter()
+        .find(|root| log.contains(root))
+        .unwrap_or_else(|| panic!("no scratch root in the start-up log:\n{log}"));
+    let v = sc.execute(&json!({"language": "bash", "code": "echo \"$HOME $TMPDIR\""}));
+    assert_eq!(v["status"], "ok", "{v:#}");
+    let home = format!("{root}/exec-{}-", sc.pid());
+    let out = v["stdout"].as_str().unwrap();
+    assert!(out.starts_with(&home), "{out} not under {home}");
+    let dirs: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(dirs.len(), 2, "{out}");
+    assert_eq!(dirs[0], dirs[1], "HOME and TMPDIR differ: {out}");
+}

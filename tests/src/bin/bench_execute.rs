@@ -161,25 +161,11 @@ fn main() {
          code_filename = \"code.truebin\"\nrun_command = \"/bin/true\"\n",
     );
     std::fs::write(&languages, toml).unwrap();
-    // Scratch dirs where the sidecar puts them by default (the harness points them into
-    // its test dir, on /tmp): /dev/shm when that is a tmpfs (with room; see
-    // runner/scratch.rs).
-    let shm_scratch = tempfile::Builder::new()
-        .prefix("sidecar-bench-")
-        .tempdir_in("/dev/shm")
-        .ok()
-        .filter(|_| tmpfs_at("/dev/shm"));
+    // Scratch dirs where the sidecar puts them by default (the harness would point them
+    // into its test dir).
     let opts = Options {
         languages: Some(languages),
-        env: shm_scratch
-            .iter()
-            .map(|d| {
-                (
-                    "SIDECAR_SCRATCH_DIR".to_string(),
-                    d.path().display().to_string(),
-                )
-            })
-            .collect(),
+        default_scratch: true,
         ..Options::default()
     };
     let sc = Sidecar::start_with(opts.clone());
@@ -529,16 +515,6 @@ fn main() {
 }
 
 /// Today's date (UTC), as `date -u +%F` prints it.
-/// Whether a tmpfs is mounted at `dir`.
-fn tmpfs_at(dir: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
-        m.lines().any(|l| {
-            let mut f = l.split_whitespace();
-            (f.nth(1), f.next()) == (Some(dir), Some("tmpfs"))
-        })
-    })
-}
-
 fn date() -> String {
     std::process::Command::new("date")
         .args(["-u", "+%F"])
