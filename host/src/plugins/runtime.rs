@@ -28,7 +28,8 @@ use super::cache::Cache;
 use super::model::{LanguageSettings, Plan, PlanRefusal, PlanRequest, PluginInfo};
 use super::v0_1;
 
-/// How often the epoch advances; plugin deadlines are counted in these ticks.
+/// How often the epoch advances: a running plugin yields, and its deadline is checked,
+/// at every tick.
 pub const TICK: Duration = Duration::from_millis(5);
 
 /// Limits applied to every plugin call.
