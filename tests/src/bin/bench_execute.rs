@@ -463,7 +463,8 @@ fn main() {
          minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
          session compare binaries; the table is one run. Five runs in a row at the \
          session's last code change (async plan calls), this one last: (a) +0.57 to \
-         +0.77 ms, (b) 1.034× to 1.147×.\n\
+         +0.77 ms, (b) 1.034× to 1.147×; a sixth, after the review pass: +0.55 ms, \
+         1.191×.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
