@@ -464,6 +464,48 @@ async fn pooled_groups_take_each_executions_limits() {
     }
 }
 
+/// Groups that were out at the same time all come back, even though the pool was
+/// refilled while they were out: back to back, the next execution takes a group
+/// before the previous one's comes back, and a pool that was full by then removed it.
+#[tokio::test]
+async fn groups_out_at_once_all_come_back() {
+    let own = Sandbox::detect(SandboxSettings {
+        cgroup_pool: 1,
+        ..SandboxSettings::default()
+    });
+    if !own.is_active("memory_limit") {
+        eprintln!("skipped: no memory cgroup");
+        return;
+    }
+    let group_of = |out: ProcessOutcome| -> String {
+        out.stdout
+            .lines()
+            .find(|l| l.contains(":memory:") || l.starts_with("0::"))
+            .unwrap_or_else(|| panic!("no memory cgroup in {out:?}"))
+            .to_string()
+    };
+    // Both hold a group at once (one pooled, one made on the spot).
+    let pair = || async {
+        let limited = || {
+            let mut s = spec(&["sh", "-c", "cat /proc/self/cgroup; sleep 0.3"]);
+            s.memory_limit = Some(64 << 20);
+            s
+        };
+        let (a, b) = tokio::join!(run_ok(&own, limited()), run_ok(&own, limited()));
+        background::flush(Duration::from_secs(10));
+        [group_of(a), group_of(b)]
+    };
+    let first = pair().await;
+    assert_ne!(first[0], first[1]);
+    let second = pair().await;
+    for group in &second {
+        assert!(
+            first.contains(group),
+            "{group} is new: {first:?} were not kept"
+        );
+    }
+}
+
 /// A group whose execution ended on its own is recycled: the next execution gets it
 /// with its own OOM verdict; one that needed killing (a daemon left running) is not.
 #[tokio::test]
