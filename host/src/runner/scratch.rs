@@ -97,7 +97,7 @@ impl ScratchDirs {
     }
 
     /// A fresh, empty dir for `access`: a ready one if there is one, else made now.
-    /// Either way, one more is made ahead for the next execution.
+    /// One more is made ahead when it is given back (see [`ScratchDir`]'s drop).
     pub fn take(&self, access: Access) -> io::Result<ScratchDir> {
         let ready = self.inner.lock().pop();
         let path = match ready {
@@ -109,9 +109,10 @@ impl ScratchDirs {
             remove(&path);
             return Err(e);
         }
-        let inner = Arc::clone(&self.inner);
-        background::defer(move || inner.refill());
-        Ok(ScratchDir(path))
+        Ok(ScratchDir {
+            path,
+            dirs: Arc::clone(&self.inner),
+        })
     }
 }
 
@@ -221,18 +222,28 @@ fn remove(path: &Path) {
 
 /// One execution's scratch dir, removed (on the clean-up thread) when dropped.
 #[derive(Debug)]
-pub(crate) struct ScratchDir(PathBuf);
+pub(crate) struct ScratchDir {
+    path: PathBuf,
+    dirs: Arc<Inner>,
+}
 
 impl ScratchDir {
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
 impl Drop for ScratchDir {
+    /// Removes the dir and makes the next one ahead in one job, once the execution is
+    /// over: refilling when a dir was taken woke the clean-up thread at the start of
+    /// every execution, to run beside it on the other CPU of a small machine.
     fn drop(&mut self) {
-        let path = std::mem::take(&mut self.0);
-        background::defer(move || remove(&path));
+        let path = std::mem::take(&mut self.path);
+        let dirs = Arc::clone(&self.dirs);
+        background::defer(move || {
+            remove(&path);
+            dirs.refill();
+        });
     }
 }
 
@@ -291,6 +302,8 @@ mod tests {
         let meta = std::fs::metadata(dir.path()).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o700);
         assert_eq!(meta.uid(), owner.map_or(me, |(uid, _)| uid));
+        // Giving a dir back makes the next ones ahead.
+        drop(dir);
         background::flush(Duration::from_secs(10));
         let ready = dirs.inner.lock().clone();
         assert_eq!(ready.len(), POOL_SIZE);
