@@ -81,15 +81,17 @@ struct Inner {
 }
 
 impl ScratchDirs {
+    /// Starts making the first dirs ahead (on the clean-up thread).
     pub fn new(root: PathBuf) -> Self {
-        ScratchDirs {
-            inner: Arc::new(Inner {
-                root,
-                root_checked: AtomicBool::new(false),
-                next: AtomicU64::new(0),
-                ready: Mutex::new(Vec::new()),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            root,
+            root_checked: AtomicBool::new(false),
+            next: AtomicU64::new(0),
+            ready: Mutex::new(Vec::new()),
+        });
+        let first = Arc::clone(&inner);
+        background::defer(move || first.refill());
+        ScratchDirs { inner }
     }
 
     pub fn root(&self) -> &Path {
