@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -320,6 +320,7 @@ impl Cgroups {
             memory_limited: false,
             applied: None,
             oom_base: 0,
+            oom_file: None,
             killed: AtomicBool::new(false),
         };
         let made = (|| {
@@ -374,6 +375,14 @@ impl Cgroups {
                 group
                     .join
                     .push(OpenOptions::new().write(true).open(dir.join(join_file))?);
+            }
+            if let Some(dir) = &group.memory {
+                let events = if group.v2 {
+                    "memory.events"
+                } else {
+                    "memory.oom_control"
+                };
+                group.oom_file = File::open(dir.join(events)).ok();
             }
             Ok(())
         })();
@@ -434,6 +443,10 @@ pub(crate) struct ExecCgroup {
     applied: Option<Limits>,
     /// The OOM-kill counter when this group was handed out (non-zero when recycled).
     oom_base: u64,
+    /// The memory group's `memory.oom_control` (v1) or `memory.events` (v2), open for
+    /// the whole life of the group: read after every execution, and a kept descriptor
+    /// spares a walk of the long cgroupfs path each time.
+    oom_file: Option<File>,
     /// A kill round found members: the group is removed, not recycled.
     killed: AtomicBool,
 }
@@ -537,12 +550,8 @@ impl ExecCgroup {
         let Some(dir) = &self.memory else {
             return Some(0);
         };
-        let (file, key) = if self.v2 {
-            ("memory.events", "oom_kill")
-        } else {
-            ("memory.oom_control", "oom_kill")
-        };
-        let text = read_to_string(&dir.join(file)).ok()?;
+        let text = read_whole(self.oom_file.as_ref()?).ok()?;
+        let key = "oom_kill";
         let counter = text.lines().find_map(|line| {
             let mut parts = line.split_whitespace();
             (parts.next() == Some(key)).then(|| parts.next().and_then(|n| n.parse::<u64>().ok()))
@@ -619,9 +628,25 @@ pub(crate) fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 fn read_to_string(path: &Path) -> io::Result<String> {
-    let mut s = String::new();
-    File::open(path)?.read_to_string(&mut s)?;
-    Ok(s)
+    read_whole(&File::open(path)?)
+}
+
+/// Reads a cgroupfs file from its start (again, for a kept descriptor: the kernel
+/// regenerates its text at offset 0). Plain reads: std's `read_to_string` first asks
+/// for the size and the offset, two system calls that cgroupfs answers with nothing.
+fn read_whole(file: &File) -> io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match file.read_at(&mut buf, text.len() as u64) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 fn sorted(set: &HashSet<&str>) -> String {
