@@ -193,9 +193,13 @@ pub async fn run(
         stdout,
         stderr,
     } = Stdio::new(spec.stdin.is_some())?;
-    let stdin = stdin.map(pipe::Sender::from_owned_fd).transpose()?;
-    let stdout = pipe::Receiver::from_owned_fd(stdout)?;
-    let stderr = pipe::Receiver::from_owned_fd(stderr)?;
+    // (Pipes made non-blocking by `Stdio::new`: the checked constructors would ask the
+    // kernel again what they are, three system calls per pipe.)
+    let stdin = stdin
+        .map(pipe::Sender::from_owned_fd_unchecked)
+        .transpose()?;
+    let stdout = pipe::Receiver::from_owned_fd_unchecked(stdout)?;
+    let stderr = pipe::Receiver::from_owned_fd_unchecked(stderr)?;
     let start = Instant::now();
     let spawned = spawn(
         &program,

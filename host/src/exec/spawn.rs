@@ -209,16 +209,19 @@ pub(crate) struct Stdio {
 }
 
 impl Stdio {
-    /// Pipes for stdout and stderr, and for stdin when `stdin` (else `/dev/null`).
+    /// Pipes for stdout and stderr, and for stdin when `stdin` (else `/dev/null`). The
+    /// sidecar's ends are non-blocking (the child's are not: programs expect blocking
+    /// standard streams).
     pub fn new(stdin: bool) -> io::Result<Stdio> {
         let (stdin_child, stdin_parent) = if stdin {
             let (r, w) = pipe()?;
-            (r, Some(w))
+            (r, Some(nonblocking(w)?))
         } else {
             (open_dev_null()?, None)
         };
         let (stdout, stdout_child) = pipe()?;
         let (stderr, stderr_child) = pipe()?;
+        let (stdout, stderr) = (nonblocking(stdout)?, nonblocking(stderr)?);
         Ok(Stdio {
             child: [stdin_child, stdout_child, stderr_child],
             stdin: stdin_parent,
@@ -572,6 +575,15 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     // SAFETY: two fresh descriptors we own.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     Ok((above_stdio(r)?, above_stdio(w)?))
+}
+
+/// Sets `O_NONBLOCK` on a pipe end we just made (its other flags are known: none).
+fn nonblocking(fd: OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(2) on a descriptor we own.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
 }
 
 fn open_dev_null() -> io::Result<OwnedFd> {

@@ -588,13 +588,22 @@ fn write_plan_file(
             }
         }
     }
-    let _ = std::fs::remove_file(&path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(if executable { 0o755 } else { 0o644 })
-        .open(&path)?;
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(if executable { 0o755 } else { 0o644 })
+            .open(&path)
+    };
+    // A plan that lists a path twice: the later file replaces the earlier.
+    let mut file = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&path)?;
+            create()?
+        }
+        other => other?,
+    };
     file.write_all(content)?;
     if executable {
         file.set_permissions(std::fs::Permissions::from_mode(0o755))?;
