@@ -319,6 +319,7 @@ impl Cgroups {
             v1_memory_join: None,
             memory_limited: false,
             applied: None,
+            memory_written: None,
             oom_base: 0,
             oom_file: None,
             killed: AtomicBool::new(false),
@@ -441,6 +442,10 @@ pub(crate) struct ExecCgroup {
     memory_limited: bool,
     /// The limits written to this group.
     applied: Option<Limits>,
+    /// The memory limit the kernel holds for this group (v1), `None` while it is the
+    /// default (unlimited). Not the same as `applied`: an execution without a memory
+    /// limit leaves the last one in place (it does not join the memory group).
+    memory_written: Option<u64>,
     /// The OOM-kill counter when this group was handed out (non-zero when recycled).
     oom_base: u64,
     /// The memory group's `memory.oom_control` (v1) or `memory.events` (v2), open for
@@ -456,7 +461,7 @@ const RECYCLE_MAX_CHARGE: u64 = 16 << 20;
 
 impl ExecCgroup {
     fn apply(&mut self, limits: Limits) -> io::Result<()> {
-        let previous = self.applied.take().and_then(|l| l.memory);
+        self.applied = None;
         self.memory_limited = limits.memory.is_some() && self.memory.is_some();
         if let (Some(dir), Some(bytes)) = (&self.memory, limits.memory) {
             let value = bytes.to_string();
@@ -466,15 +471,17 @@ impl ExecCgroup {
                 let _ = write_file(&dir.join("memory.swap.max"), b"0");
             } else {
                 // memsw (only where the kernel accounts swap) may never be below the
-                // limit: raised first when the limit goes up (a pooled group has the
-                // last execution's), after it otherwise.
+                // limit: raised first when the limit goes up (a pooled group holds the
+                // last limit written to it), after it otherwise.
                 let memsw =
                     || match write_file(&dir.join("memory.memsw.limit_in_bytes"), value.as_bytes())
                     {
                         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                         other => other,
                     };
-                let raising = previous.is_some_and(|old| bytes > old);
+                let raising = self.memory_written.is_some_and(|old| bytes > old);
+                // Unknown from here on if a write fails (the group is then removed).
+                self.memory_written = None;
                 if raising {
                     memsw()?;
                 }
@@ -482,6 +489,7 @@ impl ExecCgroup {
                 if !raising {
                     memsw()?;
                 }
+                self.memory_written = Some(bytes);
             }
         }
         if let (Some(dir), Some(n)) = (&self.pids, limits.pids) {

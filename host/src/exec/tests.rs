@@ -464,6 +464,28 @@ async fn pooled_groups_take_each_executions_limits() {
     }
 }
 
+/// A recycled group keeps the memory limit of the last execution that set one: a later
+/// higher limit must still be accepted after an execution without any (v1 refuses a
+/// limit above `memory.memsw.limit_in_bytes`, so the order of the writes matters).
+#[tokio::test]
+async fn a_recycled_group_takes_a_higher_limit_after_one_without() {
+    let own = Sandbox::detect(SandboxSettings {
+        cgroup_pool: 1,
+        ..SandboxSettings::default()
+    });
+    if !own.is_active("memory_limit") {
+        eprintln!("skipped: no memory cgroup");
+        return;
+    }
+    for limit in [Some(512 << 20), None, Some(1 << 30), None, Some(256 << 20)] {
+        let mut s = spec(&["true"]);
+        s.memory_limit = limit;
+        let out = run_ok(&own, s).await;
+        assert_eq!(out.exit_code, Some(0), "{limit:?}: {out:?}");
+        background::flush(Duration::from_secs(10));
+    }
+}
+
 /// Groups that were out at the same time all come back, even though the pool was
 /// refilled while they were out: back to back, the next execution takes a group
 /// before the previous one's comes back, and a pool that was full by then removed it.
