@@ -288,7 +288,7 @@ impl Cgroups {
     /// it otherwise. Call off the critical path.
     pub fn recycle(&self, mut group: ExecCgroup) {
         let reusable = !group.killed.load(Ordering::Relaxed)
-            && group.members().is_ok_and(|m| m.is_empty())
+            && group.is_empty()
             && group
                 .charged()
                 .is_some_and(|bytes| bytes <= RECYCLE_MAX_CHARGE);
@@ -322,6 +322,7 @@ impl Cgroups {
             memory_written: None,
             oom_base: 0,
             oom_file: None,
+            pids_current: None,
             killed: AtomicBool::new(false),
         };
         let made = (|| {
@@ -384,6 +385,9 @@ impl Cgroups {
                     "memory.oom_control"
                 };
                 group.oom_file = File::open(dir.join(events)).ok();
+            }
+            if let Some(dir) = &group.pids {
+                group.pids_current = File::open(dir.join("pids.current")).ok();
             }
             Ok(())
         })();
@@ -452,6 +456,9 @@ pub(crate) struct ExecCgroup {
     /// the whole life of the group: read after every execution, and a kept descriptor
     /// spares a walk of the long cgroupfs path each time.
     oom_file: Option<File>,
+    /// The pids group's `pids.current`, open likewise: how many tasks the group holds,
+    /// zombies included (see [`ExecCgroup::tasks`]).
+    pids_current: Option<File>,
     /// A kill round found members: the group is removed, not recycled.
     killed: AtomicBool,
 }
@@ -518,6 +525,27 @@ impl ExecCgroup {
     pub fn members(&self) -> io::Result<Vec<libc::pid_t>> {
         let text = read_to_string(&self.procs_dir.join("cgroup.procs"))?;
         Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// How many tasks the pids group holds: every thread of every member, and members
+    /// that exited but are not reaped yet (the kernel uncharges a task when it is
+    /// reaped). `None` without a pids group. One read of a kept descriptor, where
+    /// listing `cgroup.procs` opens a long path and (v1) builds a pid list that the
+    /// kernel frees later from a worker.
+    pub fn tasks(&self) -> Option<u64> {
+        read_whole(self.pids_current.as_ref()?)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Whether the group holds no process (all of them reaped).
+    fn is_empty(&self) -> bool {
+        match self.tasks() {
+            Some(n) => n == 0,
+            None => self.members().is_ok_and(|m| m.is_empty()),
+        }
     }
 
     /// One round of killing: returns true when the group was already empty.

@@ -273,7 +273,7 @@ pub async fn run(
             }
         };
         duration = start.elapsed();
-        guard.kill_all().await;
+        guard.kill_all(!timed_out).await;
         let grace = if guard.cgroup.is_some() || guard.lease.is_some() {
             DRAIN_GRACE_ALL_KILLED
         } else {
@@ -502,10 +502,17 @@ impl Guard {
     /// Kills every process of the execution: its process group, then its cgroup until
     /// empty. The main process is not reaped yet, so its pid (= process group id) cannot
     /// have been reused.
-    async fn kill_all(&self) {
+    ///
+    /// `main_exited`: the main process is a zombie (all its threads gone). Then a pids
+    /// group that counts one task holds only it, and there is nothing to kill: the
+    /// common end of an execution costs one read instead of listing the members.
+    async fn kill_all(&self, main_exited: bool) {
         // SAFETY: signalling our own child's process group.
         unsafe { libc::kill(-self.pid, libc::SIGKILL) };
         let Some(group) = &self.cgroup else { return };
+        if main_exited && group.tasks() == Some(1) {
+            return;
+        }
         let deadline = Instant::now() + KILL_DEADLINE;
         loop {
             match group.kill_round() {
