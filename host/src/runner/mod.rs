@@ -370,7 +370,7 @@ impl Executor {
                 own_files.push(f.path.clone());
             }
         }
-        let before = Snapshot::take(&work.path);
+        let before = work.snapshot();
 
         // 3. The environment every command shares.
         let base_env = self.base_env(settings, &scratch_str, &work_str);
@@ -414,7 +414,7 @@ impl Executor {
                     Status::MemoryLimit => Status::MemoryLimit,
                     _ => Status::CompileError,
                 };
-                let files = before.changes(&Snapshot::take(&work.path), &own_files);
+                let files = before.changes(&work.snapshot(), &own_files);
                 return Ok(ExecuteOutcome {
                     status,
                     compile: Some(c),
@@ -445,7 +445,7 @@ impl Executor {
         );
         spec.stdin = req.stdin;
         let run = Stage::from_outcome(run_process(&self.sandbox, spec, None).await?);
-        let files = before.changes(&Snapshot::take(&work.path), &own_files);
+        let files = before.changes(&work.snapshot(), &own_files);
         Ok(ExecuteOutcome {
             status: run.status(),
             compile,
@@ -630,6 +630,15 @@ struct PinnedDir {
 }
 
 impl PinnedDir {
+    /// The files below the dir now (by its descriptor when pinned).
+    fn snapshot(&self) -> Snapshot {
+        use std::os::fd::AsFd;
+        match &self.fd {
+            Some(fd) => Snapshot::take_at(fd.as_fd()),
+            None => Snapshot::take(&self.path),
+        }
+    }
+
     fn from_fd(fd: std::os::fd::OwnedFd) -> PinnedDir {
         use std::os::fd::AsRawFd;
         PinnedDir {

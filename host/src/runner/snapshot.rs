@@ -3,10 +3,18 @@
 //! is reported too).
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+
 use serde::Serialize;
+
+/// How directories are opened for the walk (never through a symlink).
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
 
 /// At most this many entries are looked at; a larger work dir is compared partially.
 const MAX_ENTRIES: usize = 20_000;
@@ -37,39 +45,62 @@ pub struct ChangedFile {
 }
 
 impl Snapshot {
-    /// Walks `root` without following symlinks.
+    /// Walks `root` (following it if it is a symlink, nothing below it).
     pub fn take(root: &Path) -> Snapshot {
+        match rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()) {
+            Ok(fd) => Snapshot::take_at(fd.as_fd()),
+            Err(_) => Snapshot::default(),
+        }
+    }
+
+    /// Walks the directory open at `root` by descriptor, without following symlinks:
+    /// each subdirectory is opened relative to its parent with `O_NOFOLLOW`, so code
+    /// that swaps one for a symlink while the walk runs cannot point it outside.
+    pub fn take_at(root: BorrowedFd<'_>) -> Snapshot {
         let mut map = HashMap::new();
-        let mut stack = vec![(root.to_path_buf(), String::new())];
-        while let Some((dir, prefix)) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
+        let opened = rustix::fs::openat(root, c".", DIR_FLAGS, Mode::empty());
+        let Ok(dir) = opened.and_then(Dir::new) else {
+            return Snapshot(map);
+        };
+        let mut stack = vec![(dir, String::new())];
+        while let Some((mut dir, prefix)) = stack.pop() {
+            while let Some(Ok(entry)) = dir.next() {
+                let name = entry.file_name();
+                if name == c"." || name == c".." {
+                    continue;
+                }
                 if map.len() >= MAX_ENTRIES {
                     return Snapshot(map);
                 }
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let rel = if prefix.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{prefix}/{name}")
+                let Ok(fd) = dir.fd() else { break };
+                let Ok(st) = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                    continue;
                 };
-                let Ok(meta) = entry.metadata() else { continue };
-                if meta.is_dir() {
-                    if !SKIP_DIRS.contains(&name.as_str()) {
-                        stack.push((entry.path(), rel));
+                let text = name.to_string_lossy();
+                let rel = if prefix.is_empty() {
+                    text.into_owned()
+                } else {
+                    format!("{prefix}/{text}")
+                };
+                match FileType::from_raw_mode(st.st_mode) {
+                    FileType::Directory if !SKIP_DIRS.contains(&&*name.to_string_lossy()) => {
+                        let sub = rustix::fs::openat(fd, name, DIR_FLAGS, Mode::empty());
+                        if let Ok(sub) = sub.and_then(Dir::new) {
+                            stack.push((sub, rel));
+                        }
                     }
-                } else if meta.is_file() {
-                    map.insert(
-                        rel,
-                        Stamp {
-                            size: meta.len(),
-                            mtime_ns: meta.mtime() as i128 * 1_000_000_000
-                                + meta.mtime_nsec() as i128,
-                            ino: meta.ino(),
-                        },
-                    );
+                    FileType::RegularFile => {
+                        map.insert(
+                            rel,
+                            Stamp {
+                                size: st.st_size as u64,
+                                mtime_ns: st.st_mtime as i128 * 1_000_000_000
+                                    + st.st_mtime_nsec as i128,
+                                ino: st.st_ino,
+                            },
+                        );
+                    }
+                    _ => {}
                 }
             }
         }
@@ -129,6 +160,26 @@ mod tests {
     fn formats_dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn does_not_follow_symlinks_and_reads_by_descriptor_as_by_path() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), "s").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/deep.txt"), "d").unwrap();
+        std::fs::create_dir(dir.path().join("node_modules")).unwrap();
+        std::fs::write(dir.path().join("node_modules/x.js"), "x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("a/b/deep.txt", dir.path().join("file-link")).unwrap();
+        let by_path = Snapshot::take(dir.path());
+        let mut paths: Vec<_> = by_path.0.keys().cloned().collect();
+        paths.sort();
+        assert_eq!(paths, ["a/b/deep.txt"]);
+        let fd = std::fs::File::open(dir.path()).unwrap();
+        let by_fd = Snapshot::take_at(fd.as_fd());
+        assert_eq!(by_fd.0, by_path.0);
     }
 
     #[test]
