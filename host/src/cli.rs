@@ -213,6 +213,10 @@ pub struct ExecArgs {
     /// Run user code as root even when the sidecar is root (not recommended).
     #[arg(long, env = "SIDECAR_NO_UID_DROP", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub no_uid_drop: bool,
+    /// Without cgroups (as root): the uids `FIRST:COUNT` given one to an execution and
+    /// swept afterwards. Two such sidecars sharing a PID namespace need disjoint ranges.
+    #[arg(long, env = "SIDECAR_UID_POOL", value_parser = parse_uid_pool, default_value = "200000:512")]
+    pub uid_pool: (u32, u32),
 }
 
 impl ExecArgs {
@@ -227,6 +231,7 @@ impl ExecArgs {
             } else {
                 defaults.run_as
             },
+            uid_pool: Some(self.uid_pool),
             ..defaults
         }
     }
@@ -235,6 +240,23 @@ impl ExecArgs {
 fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s.trim_start_matches("0o"), 8)
         .map_err(|e| format!("not an octal mode: {e}"))
+}
+
+fn parse_uid_pool(s: &str) -> Result<(u32, u32), String> {
+    let parsed = s.split_once(':').and_then(|(first, count)| {
+        Some((
+            first.trim().parse::<u32>().ok()?,
+            count.trim().parse::<u32>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((first, count)) if first > 0 && count > 0 && first.checked_add(count).is_some() => {
+            Ok((first, count))
+        }
+        _ => Err(format!(
+            "expected FIRST:COUNT (uids FIRST to FIRST+COUNT-1, FIRST > 0), got `{s}`"
+        )),
+    }
 }
 
 fn parse_flag(s: &str) -> Result<bool, String> {

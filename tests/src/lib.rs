@@ -53,6 +53,27 @@ pub struct Options {
     pub default_scratch: bool,
 }
 
+impl Options {
+    /// A sidecar without cgroups (executions get a uid each, swept afterwards), with a
+    /// uid range of its own: tests run such sidecars side by side, and one's sweep
+    /// would kill the other's processes running as the same uid.
+    pub fn without_cgroups() -> Options {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let slot = (std::process::id() % 4096) * 16 + NEXT.fetch_add(1, Ordering::Relaxed) % 16;
+        Options {
+            env: vec![
+                ("SIDECAR_NO_CGROUPS".into(), "1".into()),
+                (
+                    "SIDECAR_UID_POOL".into(),
+                    format!("{}:512", 300_000 + slot * 512),
+                ),
+            ],
+            ..Options::default()
+        }
+    }
+}
+
 /// A running sidecar, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Sidecar {
     pub child: Child,

@@ -865,10 +865,7 @@ fn compile_timeout_compile_failure_and_memory_multiplier() {
 
 #[test]
 fn without_cgroups_request_files_are_writable_by_the_code() {
-    let sc = Sidecar::start_with(Options {
-        env: vec![("SIDECAR_NO_CGROUPS".into(), "1".into())],
-        ..Options::default()
-    });
+    let sc = Sidecar::start_with(Options::without_cgroups());
     let v = sc.execute(&json!({
         "language": "bash",
         "code": "cat given.txt && echo more >> given.txt && echo new > made.txt",

@@ -635,10 +635,7 @@ fn ten_concurrent_c_executions_in_one_session_are_all_correct() {
 /// A sidecar that cannot use cgroups: executions get a dedicated uid each, and every
 /// process of that uid is killed afterwards (the fallback of hosts without delegation).
 fn sidecar_without_cgroups() -> Sidecar {
-    Sidecar::start_with(Options {
-        env: vec![("SIDECAR_NO_CGROUPS".into(), "1".into())],
-        ..Options::default()
-    })
+    Sidecar::start_with(Options::without_cgroups())
 }
 
 #[test]
@@ -665,6 +662,18 @@ fn without_cgroups_daemons_and_fork_bombs_are_still_contained() {
     let r = bash(&sc, &format!("setsid sleep 1000.{m} & exit 0"), 5.0);
     assert_eq!(r.done["exitCode"], 0, "{}", r.done);
     assert_no_processes(&m, "a setsid daemon in /bash without cgroups");
+
+    // A daemon that surely left the process group before the main process exits, and
+    // keeps the output pipes: it dies before the output is drained, so the request
+    // does not wait for end-of-file (it used to wait the drain's 10 s grace).
+    let m = unique_marker();
+    let r = bash(
+        &sc,
+        &format!("setsid sleep 1000.{m} & sleep 0.3; exit 0"),
+        5.0,
+    );
+    assert_eq!(r.done["exitCode"], 0, "{}", r.done);
+    assert_no_processes(&m, "a setsid daemon holding the pipes without cgroups");
     assert_serving(&sc);
 }
 

@@ -309,17 +309,6 @@ pub async fn run(
     }
     guard.unreaped = false;
 
-    if let Some(lease) = &guard.lease {
-        let uid = lease.uid;
-        match tokio::task::spawn_blocking(move || janitor::sweep_uid(uid)).await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => {
-                tracing::warn!(uid, "processes of the dedicated uid survived the sweep")
-            }
-            Ok(Err(e)) => tracing::warn!(uid, "uid sweep failed: {e}"),
-            Err(e) => tracing::warn!(uid, "uid sweep panicked: {e}"),
-        }
-    }
     let oom_killed = guard.cgroup.as_ref().is_some_and(ExecCgroup::oom_killed);
     guard.release();
     Ok(outcome(out, err, status, timed_out, oom_killed, duration))
@@ -499,8 +488,8 @@ struct Guard {
 }
 
 impl Guard {
-    /// Kills every process of the execution: its process group, then its cgroup until
-    /// empty. The main process is not reaped yet, so its pid (= process group id) cannot
+    /// Kills every process of the execution: its process group, then everything of its
+    /// dedicated uid (when it has one), then its cgroup until empty. The main process is not reaped yet, so its pid (= process group id) cannot
     /// have been reused.
     ///
     /// `main_exited`: the main process is a zombie (all its threads gone). Then a pids
@@ -509,6 +498,19 @@ impl Guard {
     async fn kill_all(&self, main_exited: bool) {
         // SAFETY: signalling our own child's process group.
         unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        if let Some(lease) = &self.lease {
+            // Before the output is drained: a daemon that left the process group holds
+            // the pipes until it dies (the drain would wait its whole grace for EOF).
+            let uid = lease.uid;
+            match tokio::task::spawn_blocking(move || janitor::sweep_uid(uid)).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::warn!(uid, "processes of the dedicated uid survived the sweep")
+                }
+                Ok(Err(e)) => tracing::warn!(uid, "uid sweep failed: {e}"),
+                Err(e) => tracing::warn!(uid, "uid sweep panicked: {e}"),
+            }
+        }
         let Some(group) = &self.cgroup else { return };
         if main_exited && group.tasks() == Some(1) {
             return;

@@ -35,8 +35,8 @@ pub struct SandboxSettings {
     /// everything running as that uid afterwards. `(first, count)` uids are reserved for
     /// that; files get mode 0664/0775 (umask 002) so that the shared gid can still
     /// modify them. Used only as root and only when cgroups are unavailable. Two
-    /// sidecars in one PID namespace (not the case for pods) need disjoint ranges:
-    /// a sweep kills every process of its uid.
+    /// sidecars in one PID namespace (not the case for pods) need disjoint ranges
+    /// (`SIDECAR_UID_POOL`): a sweep kills every process of its uid.
     pub uid_pool: Option<(u32, u32)>,
 }
 
