@@ -535,8 +535,10 @@ unsafe fn child_exec(args: &ChildArgs) -> (Step, i32) {
     }
 }
 
-/// Every handler the sidecar installed goes back to the default, and so does SIGPIPE
-/// (which Rust programs ignore); other ignored signals stay ignored, as across `execve`.
+/// Every signal goes back to its default action: the handlers the sidecar installed,
+/// SIGPIPE (which Rust programs ignore), and whatever the sidecar's own parent made it
+/// ignore (a shell's `cmd &` ignores SIGINT and SIGQUIT), which `execve` would pass on
+/// to user code.
 ///
 /// # Safety
 /// Only in the child of [`spawn`], with every signal blocked.
@@ -549,8 +551,7 @@ unsafe fn reset_signal_handlers() {
             if libc::sigaction(signal, std::ptr::null(), &mut current) != 0 {
                 continue;
             }
-            let handler = current.sa_sigaction;
-            if handler != libc::SIG_DFL && (handler != libc::SIG_IGN || signal == libc::SIGPIPE) {
+            if current.sa_sigaction != libc::SIG_DFL {
                 libc::sigaction(signal, &default, std::ptr::null_mut());
             }
         }
