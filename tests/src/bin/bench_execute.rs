@@ -405,13 +405,16 @@ fn main() {
          (ANCHORS §2).\n\n\
          ### Where the time goes\n\n\
          Phases of one `/bin/true` execution, from timestamps added to a private build \
-         (back to back, p50): connection, HTTP request and response ≈ 0.1-0.2 ms; request \
-         checks, session, work dir ≈ 0.01 ms; scratch dir ≈ 3 µs (made ahead); plugin \
-         `plan()` ≈ 0.05-0.1 ms (15 µs in a tight loop, 70-250 µs after 50 ms of idleness: \
-         caches and TLBs go cold); plan files and the first snapshot ≈ 0.03 ms; program \
-         lookup and a pooled cgroup ≈ 0.03 ms; spawn until `execve` ≈ 0.1 ms; from the \
-         exit to killed, reaped and OOM-checked ≈ 0.08 ms; second snapshot and response \
-         ≈ 0.03 ms. The process itself takes what it takes directly.\n\n\
+         (back to back, p50, this host): connection, HTTP request and response, and the \
+         client ≈ 0.25-0.3 ms; request checks, session, scratch and work dir ≈ 0.035 ms; \
+         plugin `plan()` ≈ 0.075-0.09 ms (25-45 µs in a tight loop; caches and TLBs are \
+         cold after the previous program ran); plan files and the first snapshot ≈ 0.04 \
+         ms; program lookup, pooled cgroup and pipes ≈ 0.035 ms; from `clone` until the \
+         sidecar runs again after the child's `execve` ≈ 0.25 ms (0.19 ms without \
+         cgroups, uid drop and network namespace); until the exit is seen ≈ 0.6-0.8 ms \
+         (the program); kill check, drain, reap and OOM check ≈ 0.04 ms; second snapshot \
+         and response ≈ 0.05 ms. After a Python run the sidecar's own steps are all \
+         slower (cold caches): plan 0.2 ms, request to spawn 0.18 ms, response 0.13 ms.\n\n\
          - **the spawn (exec/spawn.rs)**: `pre_exec` made the standard library fork() \
          the sidecar, a multi-threaded process with wasmtime's reservations. The child is \
          now made as posix_spawn makes it, `clone(CLONE_VM | CLONE_VFORK)` on a stack of \
@@ -447,24 +450,48 @@ fn main() {
          last ~10-20 ms: 5-17 ms per spaced request. The child writes \"0\" to v1's \
          `tasks` (it is single-threaded until exec), which skips that lock. On cgroup v2, \
          `clone3(CLONE_INTO_CGROUP)` would do the same (not done yet).\n\
+         - **fewer wake-ups and system calls (session of 2026-11-22)**: a quarter of \
+         all executions still made and removed three cgroups (the pool was refilled \
+         before the previous execution's group came back, which then found it full; it \
+         now takes up to twice the pool size back); the clean-up thread was woken at the \
+         start of every execution to make the next scratch dir beside it (now one job \
+         after the execution); pipes, plan files and cgroupfs reads lost 2-4 system \
+         calls each; the end-of-execution kill check reads the kept-open `pids.current` \
+         (1 = only the exited main process) instead of listing `cgroup.procs` (22 of its \
+         24 µs); the work dir is walked by descriptor. Interleaved blocks of 25 requests \
+         against the previous binary, each step: -48, -60 and -70, -13 and -45, -15 and \
+         -24 µs. The bench's (a) went from +0.65 ms (first run of the session) to +0.47 \
+         to +0.64 ms (four runs at the end); with cgroups, uid drop and network \
+         namespace off it is now the same, so the protections themselves cost next to \
+         nothing and what is left is the path every request takes.\n\
+         - **this VM and wake-ups**: the guest runs nested (`nested_pvm=1` on its \
+         kernel command line) with `cpuidle_haltpoll` and no halt polling: a \
+         `perf bench sched pipe` round trip takes 73 µs between the two vCPUs and 6.4 \
+         µs on one. Every wake-up of a thread on the other, idle vCPU costs tens of µs \
+         of latency, which is why the changes above count wake-ups, not only CPU time.\n\
          - **Python's gap (not closed)**: Python pays more than `/bin/true` over its \
-         direct run, and it is the program itself that takes longer. On the earlier \
-         (Xeon) host `perf sched` put its time on a CPU at 7.99 ms under the sidecar \
-         against 7.68 ms under a C harness applying the same protections; between its \
-         slices ran the sidecar's own threads, the kernel's deferred work for the \
-         previous execution's cgroups (now mostly gone with recycling) and the epoch \
-         ticker's last tick; the rest is cache and TLB pollution. Tried and reverted \
-         because they measured worse or no better: plugin instances made ahead on the \
-         clean-up thread (a warm plan call went from 15 to 44 µs: the instance is cold \
-         in the calling CPU's caches), removing finished cgroups in batches, one tokio \
-         worker instead of two, and a pids-counter shortcut for the emptiness check \
-         after a normal exit (no difference in an interleaved A/B).\n\
+         direct run. From the timestamps, the child lives ~0.75 ms longer from `clone` \
+         to the exit seen than the direct run's whole spawn-to-reap, and the sidecar's \
+         own steps cost ~0.25 ms more than for `/bin/true` (cold caches). The \
+         protections are not it: a C harness applying them (memory, pids and freezer \
+         cgroups, network namespace, uid, rlimits, setsid, the plan's environment) adds \
+         +0.06 to +0.19 ms to Python hello (interleaved, 300 runs each), the plan's \
+         environment alone +0.14 ms, and the sidecar with them switched off is no \
+         faster. On the earlier (Xeon) host `perf sched` put Python's time on a CPU at \
+         7.99 ms under the sidecar against 7.68 ms under that harness. Tried and \
+         reverted because they measured worse or no better: plugin instances made \
+         ahead on the clean-up thread (a warm plan call went from 15 to 44 µs: the \
+         instance is cold in the calling CPU's caches), removing finished cgroups in \
+         batches, one tokio worker instead of two (again this session, no difference), \
+         tokio workers at `SCHED_BATCH` so that they do not preempt the child they just \
+         started (the child's set-up got faster, the spawn's return slower, the sum the \
+         same), and plan-call deadlines by fuel instead of the epoch ticker (no thread \
+         to wake, but +8 µs per plan call for the fuel counting).\n\
          - **this VM's noise**: the same direct Python run takes 11 to 18 ms from one \
          minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
-         session compare binaries; the table is one run. Five runs in a row at the \
-         session's last code change (async plan calls), this one last: (a) +0.57 to \
-         +0.77 ms, (b) 1.034× to 1.147×; a sixth, after the review pass: +0.55 ms, \
-         1.191×.\n\
+         session compare binaries; the table is one run. The runs at the end of the \
+         session of 2026-11-22, this one last: (a) +0.47 to +0.64 ms, (b) 1.073× to \
+         1.100× (the session before: +0.55 to +0.77 ms, 1.034× to 1.191×).\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
