@@ -489,8 +489,8 @@ struct Guard {
 
 impl Guard {
     /// Kills every process of the execution: its process group, then everything of its
-    /// dedicated uid (when it has one), then its cgroup until empty. The main process is not reaped yet, so its pid (= process group id) cannot
-    /// have been reused.
+    /// dedicated uid (when it has one), then its cgroup until empty. The main process is
+    /// not reaped yet, so its pid (= process group id) cannot have been reused.
     ///
     /// `main_exited`: the main process is a zombie (all its threads gone). Then a pids
     /// group that counts one task holds only it, and there is nothing to kill: the
