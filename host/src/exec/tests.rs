@@ -809,6 +809,21 @@ async fn cgroup_v2_kill_on_unified_hierarchy() {
     let out = run_ok(&sandbox, s).await;
     assert!(out.timed_out);
     assert!(none_left(&m).await);
+
+    // A group whose execution ended on its own serves the next one (v2 has no pids
+    // controller here: emptiness is read from `cgroup.procs`).
+    let group = |out: ProcessOutcome| -> String {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with("0::"))
+            .unwrap_or_else(|| panic!("no v2 cgroup in {out:?}"))
+            .to_string()
+    };
+    let first = group(run_ok(&sandbox, spec(&["cat", "/proc/self/cgroup"])).await);
+    background::flush(Duration::from_secs(10));
+    let second = group(run_ok(&sandbox, spec(&["cat", "/proc/self/cgroup"])).await);
+    assert_eq!(first, second, "not recycled");
+    assert!(first.contains("/sidecar."), "{first}");
 }
 
 /// Overhead of `run` against a plain spawn, interleaved so that load from elsewhere
