@@ -617,6 +617,8 @@ impl ExecCgroup {
     /// Removes the group's directories (the group must be empty).
     pub fn remove(mut self) -> io::Result<()> {
         self.join.clear();
+        self.oom_file = None;
+        self.pids_current = None;
         let mut result = Ok(());
         for dir in std::mem::take(&mut self.dirs).iter().rev() {
             let mut attempt = 0;
