@@ -1,5 +1,6 @@
 //! Per-execution control groups, cgroup v2 or v1: detection at start-up, one fresh group
-//! per execution (memory and pids limits), joining it from the child before `exec`,
+//! per execution (memory and pids limits), joining it from the child before `exec` (v2:
+//! the child is made in it where the kernel can, see exec/spawn.rs),
 //! killing everything in it (v2 `cgroup.kill`; v1 freeze, SIGKILL, thaw, until empty),
 //! OOM detection, and recycling or removal.
 //!
@@ -323,6 +324,7 @@ impl Cgroups {
             oom_base: 0,
             oom_file: None,
             pids_current: None,
+            v2_dir: None,
             killed: AtomicBool::new(false),
         };
         let made = (|| {
@@ -388,6 +390,9 @@ impl Cgroups {
             }
             if let Some(dir) = &group.pids {
                 group.pids_current = File::open(dir.join("pids.current")).ok();
+            }
+            if group.v2 {
+                group.v2_dir = File::open(&group.procs_dir).ok();
             }
             Ok(())
         })();
@@ -459,6 +464,8 @@ pub(crate) struct ExecCgroup {
     /// The pids group's `pids.current`, open likewise: how many tasks the group holds,
     /// zombies included (see [`ExecCgroup::tasks`]).
     pids_current: Option<File>,
+    /// v2: the group's directory, for children made in it (`CLONE_INTO_CGROUP`).
+    v2_dir: Option<File>,
     /// A kill round found members: the group is removed, not recycled.
     killed: AtomicBool,
 }
@@ -504,6 +511,11 @@ impl ExecCgroup {
         }
         self.applied = Some(limits);
         Ok(())
+    }
+
+    /// v2: a descriptor of the group's directory, to make the child in it.
+    pub fn v2_dir_fd(&self) -> Option<RawFd> {
+        self.v2_dir.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     /// File descriptors of the `cgroup.procs` (v2) or `tasks` (v1) files to write "0"
@@ -619,6 +631,7 @@ impl ExecCgroup {
         self.join.clear();
         self.oom_file = None;
         self.pids_current = None;
+        self.v2_dir = None;
         let mut result = Ok(());
         for dir in std::mem::take(&mut self.dirs).iter().rev() {
             let mut attempt = 0;

@@ -159,6 +159,7 @@ pub async fn run(
 
     let mut setup = ChildSetup {
         cgroup_procs: cgroup.iter().flat_map(ExecCgroup::join_fds).collect(),
+        cgroup_dir: cgroup.as_ref().and_then(ExecCgroup::v2_dir_fd),
         netns: if spec.network {
             None
         } else {
