@@ -486,6 +486,20 @@ async fn a_recycled_group_takes_a_higher_limit_after_one_without() {
     }
 }
 
+/// The first line of `/proc/self/cgroup` (printed by the program) that `wanted`.
+fn cgroup_line(out: &ProcessOutcome, wanted: impl Fn(&str) -> bool) -> String {
+    out.stdout
+        .lines()
+        .find(|l| wanted(l))
+        .unwrap_or_else(|| panic!("no such cgroup in {out:?}"))
+        .to_string()
+}
+
+/// The program's memory group: the v1 memory hierarchy's, or the v2 one.
+fn memory_group(out: &ProcessOutcome) -> String {
+    cgroup_line(out, |l| l.contains(":memory:") || l.starts_with("0::"))
+}
+
 /// Groups that were out at the same time all come back, even though the pool was
 /// refilled while they were out: back to back, the next execution takes a group
 /// before the previous one's comes back, and a pool that was full by then removed it.
@@ -499,13 +513,6 @@ async fn groups_out_at_once_all_come_back() {
         eprintln!("skipped: no memory cgroup");
         return;
     }
-    let group_of = |out: ProcessOutcome| -> String {
-        out.stdout
-            .lines()
-            .find(|l| l.contains(":memory:") || l.starts_with("0::"))
-            .unwrap_or_else(|| panic!("no memory cgroup in {out:?}"))
-            .to_string()
-    };
     // Both hold a group at once (one pooled, one made on the spot).
     let pair = || async {
         let limited = || {
@@ -515,7 +522,7 @@ async fn groups_out_at_once_all_come_back() {
         };
         let (a, b) = tokio::join!(run_ok(&own, limited()), run_ok(&own, limited()));
         background::flush(Duration::from_secs(10));
-        [group_of(a), group_of(b)]
+        [memory_group(&a), memory_group(&b)]
     };
     let first = pair().await;
     assert_ne!(first[0], first[1]);
@@ -540,13 +547,6 @@ async fn recycled_groups_report_only_their_own_oom_kills() {
         eprintln!("skipped: no memory cgroup or no /usr/bin/python3");
         return;
     }
-    let memory_group = |out: &ProcessOutcome| -> String {
-        out.stdout
-            .lines()
-            .find(|l| l.contains(":memory:") || l.starts_with("0::"))
-            .unwrap_or_else(|| panic!("no memory cgroup in {out:?}"))
-            .to_string()
-    };
     let limited = |argv: &[&str]| {
         let mut s = spec(argv);
         s.memory_limit = Some(64 << 20);
@@ -812,16 +812,11 @@ async fn cgroup_v2_kill_on_unified_hierarchy() {
 
     // A group whose execution ended on its own serves the next one (v2 has no pids
     // controller here: emptiness is read from `cgroup.procs`).
-    let group = |out: ProcessOutcome| -> String {
-        out.stdout
-            .lines()
-            .find(|l| l.starts_with("0::"))
-            .unwrap_or_else(|| panic!("no v2 cgroup in {out:?}"))
-            .to_string()
-    };
-    let first = group(run_ok(&sandbox, spec(&["cat", "/proc/self/cgroup"])).await);
+    let cat = || spec(&["cat", "/proc/self/cgroup"]);
+    let v2_group = |out: &ProcessOutcome| cgroup_line(out, |l| l.starts_with("0::"));
+    let first = v2_group(&run_ok(&sandbox, cat()).await);
     background::flush(Duration::from_secs(10));
-    let second = group(run_ok(&sandbox, spec(&["cat", "/proc/self/cgroup"])).await);
+    let second = v2_group(&run_ok(&sandbox, cat()).await);
     assert_eq!(first, second, "not recycled");
     assert!(first.contains("/sidecar."), "{first}");
 }
