@@ -506,8 +506,16 @@ impl ExecCgroup {
                 self.memory_written = Some(bytes);
             }
         }
-        if let (Some(dir), Some(n)) = (&self.pids, limits.pids) {
-            write_file(&dir.join("pids.max"), n.to_string().as_bytes())?;
+        // v2 has one group for everything, joined even without a memory limit: a
+        // recycled one must not keep the last execution's.
+        if let (true, Some(dir), None) = (self.v2, &self.memory, limits.memory) {
+            write_file(&dir.join("memory.max"), b"max")?;
+        }
+        if let Some(dir) = &self.pids {
+            let value = limits
+                .pids
+                .map_or_else(|| "max".to_string(), |n| n.to_string());
+            write_file(&dir.join("pids.max"), value.as_bytes())?;
         }
         self.applied = Some(limits);
         Ok(())

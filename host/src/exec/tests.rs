@@ -500,6 +500,31 @@ fn memory_group(out: &ProcessOutcome) -> String {
     cgroup_line(out, |l| l.contains(":memory:") || l.starts_with("0::"))
 }
 
+/// A recycled group does not keep the process limit of its last execution when the
+/// next one asks for none.
+#[tokio::test]
+async fn a_recycled_group_drops_a_limit_the_next_execution_does_not_ask_for() {
+    let own = Sandbox::detect(SandboxSettings {
+        cgroup_pool: 1,
+        ..SandboxSettings::default()
+    });
+    if !own.is_active("pids_limit") || !own.is_active("cgroups") {
+        eprintln!("skipped: no pids cgroup");
+        return;
+    }
+    let script = "cat /sys/fs/cgroup/pids$(grep :pids: /proc/self/cgroup | cut -d: -f3)/pids.max \
+                  2>/dev/null || cat /sys/fs/cgroup$(grep ^0:: /proc/self/cgroup | cut -d: -f3)/pids.max";
+    let mut limits = Vec::new();
+    for pids in [Some(64), None] {
+        let mut s = spec(&["sh", "-c", script]);
+        s.pids_limit = pids;
+        let out = run_ok(&own, s).await;
+        limits.push(out.stdout.trim().to_string());
+        background::flush(Duration::from_secs(10));
+    }
+    assert_eq!(limits, ["64", "max"]);
+}
+
 /// Groups that were out at the same time all come back, even though the pool was
 /// refilled while they were out: back to back, the next execution takes a group
 /// before the previous one's comes back, and a pool that was full by then removed it.
