@@ -603,8 +603,9 @@ unsafe fn clone3_into_cgroup(
     }
     if ret < 0 {
         let errno = -ret as i32;
-        // Too old a kernel (no clone3, or no CLONE_INTO_CGROUP): not again.
-        if matches!(errno, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
+        // Too old a kernel (no clone3; or 5.3-5.6, which refuse the larger struct
+        // that carries the cgroup): not again. Other errors fall back this once.
+        if matches!(errno, libc::ENOSYS | libc::E2BIG) {
             CLONE3_UNAVAILABLE.store(true, Ordering::Relaxed);
         }
         return -1;

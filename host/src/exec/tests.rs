@@ -538,14 +538,24 @@ async fn groups_out_at_once_all_come_back() {
         eprintln!("skipped: no memory cgroup");
         return;
     }
-    // Both hold a group at once (one pooled, one made on the spot).
+    // Both hold a group at once (one pooled, one made on the spot): each waits until
+    // the other has started (a file each in a shared dir, however slow the machine).
     let pair = || async {
-        let limited = || {
-            let mut s = spec(&["sh", "-c", "cat /proc/self/cgroup; sleep 0.3"]);
+        let meet = tempfile::tempdir().unwrap();
+        let dir = meet.path().display().to_string();
+        let limited = |me: &str, other: &str| {
+            let script = format!(
+                "cat /proc/self/cgroup; touch {dir}/{me}; \
+                 while [ ! -e {dir}/{other} ]; do sleep 0.01; done"
+            );
+            let mut s = spec(&["sh", "-c", &script]);
             s.memory_limit = Some(64 << 20);
             s
         };
-        let (a, b) = tokio::join!(run_ok(&own, limited()), run_ok(&own, limited()));
+        let (a, b) = tokio::join!(
+            run_ok(&own, limited("a", "b")),
+            run_ok(&own, limited("b", "a"))
+        );
         background::flush(Duration::from_secs(10));
         [memory_group(&a), memory_group(&b)]
     };
