@@ -851,6 +851,9 @@ mod tests {
         .unwrap();
         drop(stdio.child);
         reap_blocking(pid);
+        // Blocking: a child of a concurrent test may hold the write end until its exec.
+        // SAFETY: fcntl(2) on a descriptor we own.
+        unsafe { libc::fcntl(stdio.stdout.as_raw_fd(), libc::F_SETFL, 0) };
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::fs::File::from(stdio.stdout), &mut text).unwrap();
         let _ = std::fs::remove_dir(&dir);
