@@ -494,9 +494,10 @@ fn main() {
          minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
          session compare binaries; the table is one run. The runs at the end of the \
          session of 2026-11-22, this one last: (a) +0.47 to +0.64 ms, (b) 1.073× to \
-         1.100×; one more after the cgroup v2 change (which v1 does not use): +0.60 ms, \
-         0.971× (the direct runs were the slow ones that time). The session before: \
-         +0.55 to +0.77 ms, 1.034× to 1.191×.\n\
+         1.100×; four more on the final code (the cgroup v2 change, which v1 does not \
+         use): +0.52 to +0.66 ms, 0.971× to 1.102× (0.971×: the direct runs were the \
+         slow ones that time). The session before: +0.55 to +0.77 ms, 1.034× to \
+         1.191×.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
