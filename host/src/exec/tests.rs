@@ -464,19 +464,28 @@ async fn pooled_groups_take_each_executions_limits() {
     }
 }
 
+/// A sandbox whose cgroup pool holds one group, so that recycling is seen at once;
+/// `None` (the test is skipped) when the cgroup protection `needs` is not active.
+fn one_group_pool(needs: &str) -> Option<Sandbox> {
+    let sandbox = Sandbox::detect(SandboxSettings {
+        cgroup_pool: 1,
+        ..SandboxSettings::default()
+    });
+    let active = sandbox.is_active("cgroups") && sandbox.is_active(needs);
+    if !active {
+        eprintln!("skipped: no cgroup with {needs}");
+    }
+    active.then_some(sandbox)
+}
+
 /// A recycled group keeps the memory limit of the last execution that set one: a later
 /// higher limit must still be accepted after an execution without any (v1 refuses a
 /// limit above `memory.memsw.limit_in_bytes`, so the order of the writes matters).
 #[tokio::test]
 async fn a_recycled_group_takes_a_higher_limit_after_one_without() {
-    let own = Sandbox::detect(SandboxSettings {
-        cgroup_pool: 1,
-        ..SandboxSettings::default()
-    });
-    if !own.is_active("memory_limit") {
-        eprintln!("skipped: no memory cgroup");
+    let Some(own) = one_group_pool("memory_limit") else {
         return;
-    }
+    };
     for limit in [Some(512 << 20), None, Some(1 << 30), None, Some(256 << 20)] {
         let mut s = spec(&["true"]);
         s.memory_limit = limit;
@@ -504,14 +513,9 @@ fn memory_group(out: &ProcessOutcome) -> String {
 /// next one asks for none.
 #[tokio::test]
 async fn a_recycled_group_drops_a_limit_the_next_execution_does_not_ask_for() {
-    let own = Sandbox::detect(SandboxSettings {
-        cgroup_pool: 1,
-        ..SandboxSettings::default()
-    });
-    if !own.is_active("pids_limit") || !own.is_active("cgroups") {
-        eprintln!("skipped: no pids cgroup");
+    let Some(own) = one_group_pool("pids_limit") else {
         return;
-    }
+    };
     let script = "cat /sys/fs/cgroup/pids$(grep :pids: /proc/self/cgroup | cut -d: -f3)/pids.max \
                   2>/dev/null || cat /sys/fs/cgroup$(grep ^0:: /proc/self/cgroup | cut -d: -f3)/pids.max";
     let mut limits = Vec::new();
@@ -530,14 +534,9 @@ async fn a_recycled_group_drops_a_limit_the_next_execution_does_not_ask_for() {
 /// before the previous one's comes back, and a pool that was full by then removed it.
 #[tokio::test]
 async fn groups_out_at_once_all_come_back() {
-    let own = Sandbox::detect(SandboxSettings {
-        cgroup_pool: 1,
-        ..SandboxSettings::default()
-    });
-    if !own.is_active("memory_limit") {
-        eprintln!("skipped: no memory cgroup");
+    let Some(own) = one_group_pool("memory_limit") else {
         return;
-    }
+    };
     // Both hold a group at once (one pooled, one made on the spot): each waits until
     // the other has started (a file each in a shared dir, however slow the machine).
     let pair = || async {
@@ -574,12 +573,11 @@ async fn groups_out_at_once_all_come_back() {
 /// with its own OOM verdict; one that needed killing (a daemon left running) is not.
 #[tokio::test]
 async fn recycled_groups_report_only_their_own_oom_kills() {
-    let own = Sandbox::detect(SandboxSettings {
-        cgroup_pool: 1,
-        ..SandboxSettings::default()
-    });
-    if !own.is_active("memory_limit") || !Path::new("/usr/bin/python3").exists() {
-        eprintln!("skipped: no memory cgroup or no /usr/bin/python3");
+    let Some(own) = one_group_pool("memory_limit") else {
+        return;
+    };
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("skipped: no /usr/bin/python3");
         return;
     }
     let limited = |argv: &[&str]| {
