@@ -14,13 +14,25 @@ const ROUNDS: u32 = 200;
 const BURST: u32 = 4;
 const PAUSE: Duration = Duration::from_micros(500);
 
-/// Kills every process running as `uid`. Returns true when none is left. Blocks (for a
-/// few forks, the sweeps and waits): call it from a blocking thread.
+/// What a sweep found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Swept {
+    /// No live process ran as the uid: nothing was killed.
+    Nothing,
+    /// Processes were killed and none is left alive (their zombies may still wait
+    /// for a parent, or PID 1, to reap them).
+    Killed,
+    /// Processes were still alive after every round.
+    Survivors,
+}
+
+/// Kills every process running as `uid`. Blocks (for a few forks, the sweeps and
+/// waits): call it from a blocking thread.
 ///
 /// Whether processes are left is read from /proc (zombies do not count: they are dead
 /// and only wait for their parent): `kill(-1)` itself cannot tell, as it succeeds
 /// whenever it finds any process at all.
-pub(crate) fn sweep_uid(uid: u32) -> io::Result<bool> {
+pub(crate) fn sweep_uid(uid: u32) -> io::Result<Swept> {
     // SAFETY: plain getter.
     let own = unsafe { libc::geteuid() };
     if uid == 0 || uid == own {
@@ -29,13 +41,16 @@ pub(crate) fn sweep_uid(uid: u32) -> io::Result<bool> {
             format!("refusing to sweep uid {uid}: not a dedicated uid"),
         ));
     }
-    for _ in 0..ROUNDS {
-        if !has_live_processes(uid) {
-            return Ok(true);
-        }
-        kill_burst(uid)?;
+    if !has_live_processes(uid) {
+        return Ok(Swept::Nothing);
     }
-    Ok(!has_live_processes(uid))
+    for _ in 0..ROUNDS {
+        kill_burst(uid)?;
+        if !has_live_processes(uid) {
+            return Ok(Swept::Killed);
+        }
+    }
+    Ok(Swept::Survivors)
 }
 
 /// Forks a helper that becomes `uid` and sends SIGKILL to everything it may signal,
@@ -85,6 +100,16 @@ fn kill_burst(uid: u32) -> io::Result<()> {
 
 /// Whether a process that is not a zombie runs as `uid` (real uid), per /proc.
 fn has_live_processes(uid: u32) -> bool {
+    find_process(uid, false)
+}
+
+/// Whether any process runs as `uid` (real uid), zombies included (they count against
+/// the uid's `RLIMIT_NPROC` until reaped), per /proc.
+pub(crate) fn has_processes(uid: u32) -> bool {
+    find_process(uid, true)
+}
+
+fn find_process(uid: u32, zombies_count: bool) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return true;
     };
@@ -106,6 +131,6 @@ fn has_live_processes(uid: u32) -> bool {
                 break;
             }
         }
-        live && matches
+        (live || zombies_count) && matches
     })
 }

@@ -4,8 +4,10 @@
 //! - [`process`]: runs one process: limits, output capture, timeout, kill-all, reaping.
 //! - [`limiter`]: bounds simultaneous executions, with a bounded queue.
 //! - [`output`]: incremental UTF-8 decoding and capped output buffers.
-//! - `cgroup`, `spawn`, `janitor`: per-execution cgroups, starting the child (its
-//!   set-up before exec), and the uid sweep used when there are no cgroups.
+//! - `cgroup`, `spawn`: per-execution cgroups, and starting the child (its set-up
+//!   before exec).
+//! - `uid_pool`, `janitor`: without cgroups, a dedicated uid per execution, and the
+//!   sweep that kills everything running as it.
 //! - [`background`]: clean-up after an execution, off the request's critical path.
 
 pub mod background;
@@ -16,6 +18,7 @@ pub mod output;
 pub mod process;
 pub mod sandbox;
 mod spawn;
+mod uid_pool;
 
 #[cfg(test)]
 mod tests;

@@ -17,14 +17,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
+use super::background;
 use super::cgroup::{Cgroups, ExecCgroup, Limits};
+use super::janitor::{self, Swept};
 use super::output::{CappedText, OutputChunk, Stream};
-use super::sandbox::{Sandbox, UidLease};
+use super::sandbox::Sandbox;
 use super::spawn::{
     reap, reap_blocking, resolve_program, spawn, ChildSetup, SpawnError, Stdio, Step,
 };
+use super::uid_pool::UidLease;
 use super::ExecError;
-use super::{background, janitor};
 
 /// Default per-stream output cap.
 pub const DEFAULT_OUTPUT_CAP: usize = 1 << 20;
@@ -503,13 +505,22 @@ impl Guard {
             // Before the output is drained: a daemon that left the process group holds
             // the pipes until it dies (the drain would wait its whole grace for EOF).
             let uid = lease.uid;
-            match tokio::task::spawn_blocking(move || janitor::sweep_uid(uid)).await {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => {
+            let swept = tokio::task::spawn_blocking(move || janitor::sweep_uid(uid)).await;
+            match swept {
+                Ok(Ok(Swept::Nothing)) => {}
+                Ok(Ok(Swept::Killed)) => lease.taint(),
+                Ok(Ok(Swept::Survivors)) => {
+                    lease.taint();
                     tracing::warn!(uid, "processes of the dedicated uid survived the sweep")
                 }
-                Ok(Err(e)) => tracing::warn!(uid, "uid sweep failed: {e}"),
-                Err(e) => tracing::warn!(uid, "uid sweep panicked: {e}"),
+                Ok(Err(e)) => {
+                    lease.taint();
+                    tracing::warn!(uid, "uid sweep failed: {e}")
+                }
+                Err(e) => {
+                    lease.taint();
+                    tracing::warn!(uid, "uid sweep panicked: {e}")
+                }
             }
         }
         let Some(group) = &self.cgroup else { return };
@@ -594,8 +605,13 @@ impl Drop for Guard {
                 reap_blocking(pid);
             }
             if let Some(lease) = &lease {
-                if let Err(e) = janitor::sweep_uid(lease.uid) {
-                    tracing::warn!(pid, "uid sweep failed: {e}");
+                match janitor::sweep_uid(lease.uid) {
+                    Ok(Swept::Nothing) => {}
+                    Ok(_) => lease.taint(),
+                    Err(e) => {
+                        lease.taint();
+                        tracing::warn!(pid, "uid sweep failed: {e}");
+                    }
                 }
             }
             if let Some(group) = group {

@@ -7,12 +7,13 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::{self, Cgroups, Layout};
 use super::process::ProcessSpec;
+use super::uid_pool::UidPool;
 
 /// What the sandbox should try to use. Anything that does not work here is skipped and
 /// reported, never fatal.
@@ -380,59 +381,5 @@ fn create_netns() -> io::Result<OwnedFd> {
         Err(io::Error::other(
             "a child cannot join the namespace (setns failed)",
         ))
-    }
-}
-
-/// Uids reserved for one execution at a time (see [`SandboxSettings::uid_pool`]).
-#[derive(Debug)]
-pub(crate) struct UidPool {
-    first: u32,
-    count: u32,
-    free: Mutex<Vec<u32>>,
-}
-
-impl UidPool {
-    fn new(first: u32, count: u32) -> Self {
-        // Hand out low uids first (pop from the end).
-        let free = (first..first.saturating_add(count)).rev().collect();
-        Self {
-            first,
-            count,
-            free: Mutex::new(free),
-        }
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "uids {}..{}",
-            self.first,
-            self.first.saturating_add(self.count)
-        )
-    }
-
-    /// A uid no other execution is using, if any is left.
-    pub fn lease(self: &Arc<Self>) -> Option<UidLease> {
-        let uid = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-        Some(UidLease {
-            uid,
-            pool: Arc::clone(self),
-        })
-    }
-}
-
-/// A dedicated uid; returned to the pool on drop (after its processes were swept).
-#[derive(Debug)]
-pub(crate) struct UidLease {
-    pub uid: u32,
-    pool: Arc<UidPool>,
-}
-
-impl Drop for UidLease {
-    fn drop(&mut self) {
-        self.pool
-            .free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(self.uid);
     }
 }
