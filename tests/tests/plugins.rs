@@ -39,6 +39,7 @@ const BEHAVIORS: &[&str] = &[
     "relative-cwd",
     "bad-env",
     "error",
+    "calls",
 ];
 
 /// A language `h-<behavior>` served by the hostile plugin with that behavior.
@@ -283,6 +284,26 @@ fn plan_error_is_the_callers_fault_not_a_crash() {
     assert!(m.contains("plugin `hostile`"), "{m}");
     assert!(m.contains("error requested"), "{m}");
     assert_serves_bash(&f.sidecar);
+}
+
+#[test]
+fn every_plan_call_gets_an_instance_no_call_has_used() {
+    // Whatever a plan call leaves in its instance (here a static counter) must not
+    // reach the next one: back to back, after a pause, or with another language of
+    // the plugin in between. (Reusing or preparing instances must keep this.)
+    let f = hostile_sidecar(&[], "");
+    for round in 0..6 {
+        if round % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (status, v) = execute(&f.sidecar, "h-calls", "");
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["stdout"], "1\n", "call {round} shared an instance: {v}");
+        if round == 3 {
+            let (status, v) = execute(&f.sidecar, "h-ok", "");
+            assert_eq!(status, 200, "{v}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------
