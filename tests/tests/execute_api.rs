@@ -447,6 +447,45 @@ fn sessions_are_separate_directories() {
     assert_eq!(status, 400, "{v}");
 }
 
+#[test]
+fn a_request_of_the_wrong_shape_is_refused_naming_the_field() {
+    let sc = Sidecar::start();
+    for (body, field, wanted) in [
+        (json!({"language": "bash", "code": 5}), "`code`", "a string"),
+        (
+            json!({"language": "bash", "code": "true", "timeoutSeconds": "ten"}),
+            "`timeoutSeconds`",
+            "f64",
+        ),
+        (
+            json!({"language": "bash", "code": "true", "args": ["a", 1]}),
+            "`args[1]`",
+            "a string",
+        ),
+        (
+            json!({"language": "bash", "code": "true", "files": [{"path": "a", "content": 5}]}),
+            "`files[0].content`",
+            "a string",
+        ),
+        (
+            json!({"language": "bash", "code": "true", "files": [{"path": "a", "content": "x", "encoding": "rot13"}]}),
+            "`files[0].encoding`",
+            "`base64`",
+        ),
+    ] {
+        let (status, message) = sc.fails("/execute", &body);
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            message.contains(field) && message.contains(wanted),
+            "{body}: {message}"
+        );
+    }
+    // Nothing was run or written meanwhile, and the sidecar still serves.
+    assert!(!sc.workspace.join("a").exists());
+    let v = sc.execute(&json!({"language": "bash", "code": "echo ok"}));
+    assert_eq!(v["stdout"], "ok\n", "{v}");
+}
+
 /// A raw request's status and body, for the /files endpoints.
 fn raw(sc: &Sidecar, method: &str, path: &str) -> (u16, Vec<u8>, Option<String>) {
     let r = sc.request(method, path, &[], b"");

@@ -47,9 +47,8 @@ struct InputFile {
 #[serde(rename_all = "lowercase")]
 enum Encoding {
     #[default]
-    Utf8,
     #[serde(alias = "utf-8")]
-    Utf8Dash,
+    Utf8,
     Base64,
 }
 
@@ -199,7 +198,7 @@ fn prepare(
                 .map_err(|e| {
                     ApiError::bad_request(format!("file `{}`: invalid base64: {e}", f.path))
                 })?,
-            Encoding::Utf8 | Encoding::Utf8Dash => f.content.into_bytes(),
+            Encoding::Utf8 => f.content.into_bytes(),
         };
         if std::path::Path::new(&f.path).is_absolute() {
             return Err(ApiError::bad_request(format!(

@@ -30,8 +30,14 @@ pub fn session_and_request<R: DeserializeOwned>(
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(ApiError::bad_request("`sessionId` must be a string")),
     };
-    let request: R = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))?;
+    let request: R = serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::bad_request(if path == "." {
+            format!("invalid request: {}", e.inner())
+        } else {
+            format!("invalid request: `{path}`: {}", e.inner())
+        })
+    })?;
     let session = state.workspace.session(session_id.as_deref())?;
     Ok((session, request))
 }

@@ -101,7 +101,15 @@ pub fn run(session: &Session, req: GrepRequest) -> Result<Value, ToolError> {
         // search (inner literals) is lost.
         .crlf(true)
         .build(pattern)
-        .map_err(|e| ToolError::bad_request(format!("Invalid regex pattern: {e}")))?;
+        .map_err(|e| {
+            // grep-regex reports the pattern as it wrapped it (`(?:...)`); the plain
+            // parser's message shows the caller's own pattern.
+            let message = match regex::Regex::new(pattern) {
+                Err(plain) if !req.literal.unwrap_or(false) => plain.to_string(),
+                _ => e.to_string(),
+            };
+            ToolError::bad_request(format!("Invalid regex pattern: {message}"))
+        })?;
     let searcher = SearcherBuilder::new()
         .line_terminator(LineTerminator::crlf())
         .line_number(true)

@@ -246,6 +246,9 @@ fn options() {
         "{}",
         e.message
     );
+    // The message quotes the pattern as given, not as the matcher wrapped it.
+    assert!(e.message.contains("\n    a.b(\n"), "{}", e.message);
+    assert!(!e.message.contains("(?:"), "{}", e.message);
     // Trimmed, as the original did: " b" searches for "b".
     write(&s, "sp", "a b\nab\nxyz\n");
     let v = run(
