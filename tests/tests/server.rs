@@ -51,6 +51,19 @@ fn health_is_unwrapped() {
 }
 
 #[test]
+fn the_log_of_a_sidecar_not_on_a_terminal_has_no_colour_codes() {
+    // stderr goes to a file here, as it goes to a pipe in a container.
+    let sc = Sidecar::start();
+    let (status, _) = sc.get("/health");
+    assert_eq!(status, 200);
+    let (status, _) = sc.post("/read", &serde_json::json!({"path": "missing.txt"}));
+    assert_eq!(status, 400);
+    let log = sc.log();
+    assert!(log.contains("protection active"), "{log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log:?}");
+}
+
+#[test]
 fn errors_use_the_envelope_with_the_right_status() {
     let sc = Sidecar::start();
     // Unknown path: 404, whatever the method.

@@ -1,6 +1,10 @@
 //! Logs: tracing to stderr, readable text by default or one JSON object per line
 //! (`SIDECAR_LOG_FORMAT=json`). Request lines carry a request id, the endpoint, the
 //! language, the status and the duration, never code, file contents or env values.
+//! Colours only on a terminal (a container's log is a pipe or a file: escape codes
+//! there garble `kubectl logs` and log search), and never with `NO_COLOR` set.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,6 +14,7 @@ pub fn init(json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
