@@ -1,6 +1,11 @@
-//! Hot reload: the plugins directory and `languages.toml` are polled every
-//! [`POLL`]; a change that has been stable for one poll (so a file being written is
-//! not read half-way) rebuilds the registry, and SIGHUP forces a rebuild.
+//! Hot reload: a change to the plugins directory or `languages.toml` that has been
+//! stable for [`POLL`] (so a file being written is not read half-way) rebuilds the
+//! registry, and SIGHUP forces a rebuild. Changes are noticed through inotify on the
+//! plugins directory and on the directory holding `languages.toml` (which also sees a
+//! Kubernetes ConfigMap's symlink swap), with a look every [`SAFETY_POLL`] in case an
+//! event was missed; where inotify cannot be used, the files are polled every
+//! [`POLL`]. An idle sidecar so wakes up a few times a minute instead of ten times a
+//! second (each wake-up costs the programs being run a little).
 //!
 //! The new registry replaces the old one in a single swap: requests in flight keep the
 //! `Arc` they started with (and the plugin version in it), new ones get the new one. A
@@ -15,8 +20,12 @@ use super::SharedState;
 use crate::config::LanguagesFile;
 use crate::plugins::{PluginSet, Registry};
 
-/// How often the files are looked at.
+/// How long a change must stay the same before it is applied; also how often the
+/// files are polled where inotify cannot be used.
 pub const POLL: Duration = Duration::from_millis(100);
+
+/// How often the files are looked at even when inotify reported nothing.
+pub const SAFETY_POLL: Duration = Duration::from_secs(5);
 
 /// What identifies a version of one watched file: size, mtime, and the inode and its
 /// change time, so that a file renamed over another, or rewritten with its mtime
@@ -63,10 +72,43 @@ fn fingerprint(dir: &Path, languages: &Path) -> Fingerprint {
     out
 }
 
+/// What the files were when the registry was loaded, and the inotify watches set up
+/// then: made before the registry is loaded, so that a change while it loads (or
+/// before the server listens) is not missed.
+pub struct Baseline {
+    dir: PathBuf,
+    languages: PathBuf,
+    fingerprint: Fingerprint,
+    toml_text: Option<String>,
+    watcher: Option<Watcher>,
+}
+
+impl Baseline {
+    /// Call from within the tokio runtime (inotify is registered with its reactor).
+    pub fn take(dir: PathBuf, languages: PathBuf) -> Baseline {
+        let watcher = Watcher::new(&dir, &languages);
+        if watcher.is_none() {
+            tracing::info!("inotify unavailable: polling the plugin files every {POLL:?}");
+        }
+        Baseline {
+            fingerprint: fingerprint(&dir, &languages),
+            toml_text: std::fs::read_to_string(&languages).ok(),
+            watcher,
+            dir,
+            languages,
+        }
+    }
+}
+
 /// Starts the watcher and the SIGHUP handler.
-pub fn spawn(state: SharedState) {
-    let dir = state.settings.plugins.plugins_dir();
-    let languages = state.settings.plugins.languages_file();
+pub fn spawn(state: SharedState, baseline: Baseline) {
+    let Baseline {
+        dir,
+        languages,
+        fingerprint: mut applied,
+        toml_text,
+        mut watcher,
+    } = baseline;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(4);
     let hup = tx.clone();
     tokio::spawn(async move {
@@ -81,29 +123,38 @@ pub fn spawn(state: SharedState) {
     {
         let (dir, languages) = (dir.clone(), languages.clone());
         tokio::spawn(async move {
-            let mut applied = fingerprint(&dir, &languages);
-            let mut seen = applied.clone();
-            loop {
-                tokio::time::sleep(POLL).await;
-                let now = tokio::task::spawn_blocking({
-                    let (dir, languages) = (dir.clone(), languages.clone());
-                    move || fingerprint(&dir, &languages)
-                })
-                .await
-                .unwrap_or_default();
-                // Apply a change once it has stayed the same for one poll.
-                if now == seen && now != applied {
-                    applied = now.clone();
-                    if tx.send("change").await.is_err() {
-                        return;
-                    }
+            let look = || {
+                let (dir, languages) = (dir.clone(), languages.clone());
+                async move {
+                    tokio::task::spawn_blocking(move || fingerprint(&dir, &languages))
+                        .await
+                        .unwrap_or_default()
                 }
-                seen = now;
+            };
+            loop {
+                match &mut watcher {
+                    Some(w) => w.changed(&dir, &languages).await,
+                    None => tokio::time::sleep(POLL).await,
+                }
+                // Apply a change once it has stayed the same for one POLL.
+                let mut now = look().await;
+                while now != applied {
+                    tokio::time::sleep(POLL).await;
+                    let later = look().await;
+                    if later == now {
+                        applied = now;
+                        if tx.send("change").await.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                    now = later;
+                }
             }
         });
     }
     tokio::spawn(async move {
-        let mut toml_text = std::fs::read_to_string(&languages).ok();
+        let mut toml_text = toml_text;
         while let Some(why) = rx.recv().await {
             let state = state.clone();
             let (dir, languages) = (dir.clone(), languages.clone());
@@ -179,5 +230,65 @@ fn reload(
             state.metrics.reload(false);
             Err(e)
         }
+    }
+}
+
+/// inotify watches on the plugins directory and on the directory of `languages.toml`
+/// (and on the file itself, for a symlink's target written in place).
+struct Watcher {
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+impl Watcher {
+    /// `None` when inotify cannot be used here (then the caller polls).
+    fn new(dir: &Path, languages: &Path) -> Option<Watcher> {
+        use rustix::fs::inotify;
+        let fd =
+            inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
+        // SAFETY: the OwnedFd is owned by the AsyncFd for its whole life, so the
+        // descriptor stays open and the same.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }
+        .ok()?;
+        let watcher = Watcher { fd };
+        watcher.watch(dir, languages);
+        Some(watcher)
+    }
+
+    /// (Re-)adds the watches: a directory made or replaced since, or a languages.toml
+    /// renamed over, is watched anew. Paths that do not exist are skipped (the safety
+    /// poll sees them appear).
+    fn watch(&self, dir: &Path, languages: &Path) {
+        use rustix::fs::inotify::{self, WatchFlags};
+        let mask = WatchFlags::CREATE
+            | WatchFlags::DELETE
+            | WatchFlags::MODIFY
+            | WatchFlags::CLOSE_WRITE
+            | WatchFlags::MOVED_FROM
+            | WatchFlags::MOVED_TO
+            | WatchFlags::ATTRIB
+            | WatchFlags::DELETE_SELF
+            | WatchFlags::MOVE_SELF;
+        let parent = languages
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        for path in [dir, parent, languages] {
+            let _ = inotify::add_watch(self.fd.get_ref(), path, mask);
+        }
+    }
+
+    /// Waits until an event arrives (or [`SAFETY_POLL`] passes), then reads every
+    /// pending event (their details do not matter: the fingerprint says what changed)
+    /// and renews the watches.
+    async fn changed(&mut self, dir: &Path, languages: &Path) {
+        if let Ok(Ok(mut ready)) = tokio::time::timeout(SAFETY_POLL, self.fd.readable()).await {
+            let mut buf = [0u8; 4096];
+            // Until the queue is empty (EAGAIN) or unreadable.
+            while matches!(rustix::io::read(self.fd.get_ref(), &mut buf), Ok(n) if n > 0) {}
+            ready.clear_ready();
+        }
+        self.watch(dir, languages);
     }
 }

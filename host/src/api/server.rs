@@ -42,6 +42,11 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<i32> {
 
 async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Before the registry is loaded: a change from here on triggers a reload.
+    let baseline = crate::api::reload::Baseline::take(
+        args.plugins.plugins_dir(),
+        args.plugins.languages_file(),
+    );
     let (plugin_runtime, registry) = args.plugins.registry()?;
     for e in &registry.language_errors {
         tracing::error!("{}", e.error);
@@ -88,7 +93,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics: Default::default(),
         started,
     });
-    crate::api::reload::spawn(state.clone());
+    crate::api::reload::spawn(state.clone(), baseline);
 
     let app = router(state.clone());
     let unix = bind_unix(&args.socket_path, args.socket_mode, args.socket_gid)?;
