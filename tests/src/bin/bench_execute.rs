@@ -467,6 +467,13 @@ fn main() {
          to +0.64 ms (four runs at the end); with cgroups, uid drop and network \
          namespace off it is now the same, so the protections themselves cost next to \
          nothing and what is left is the path every request takes.\n\
+         - **no wake-ups while idle (api/reload.rs, a later session of 2026-11-22)**: \
+         the hot-reload watcher looked at the plugin files every 100 ms, 60 context \
+         switches a second in an idle sidecar, each a wake-up that lands on whatever \
+         program is running (a 12 ms Python run met one about every eighth time). \
+         inotify tells it now (and it looks every 5 s): none. Seven runs of this \
+         benchmark after it, the table's last: (a) +0.45, +0.56, +0.51, +0.47, +0.50, \
+         +0.51, +0.61 ms; (b) 1.041, 1.054, 1.078, 1.100, 1.075, 1.081, 1.075×.\n\
          - **this VM and wake-ups**: the guest runs nested (`nested_pvm=1` on its \
          kernel command line) with `cpuidle_haltpoll` and no halt polling: a \
          `perf bench sched pipe` round trip takes 73 µs between the two vCPUs and 6.4 \
@@ -484,7 +491,9 @@ fn main() {
          7.99 ms under the sidecar against 7.68 ms under that harness. Tried and \
          reverted because they measured worse or no better: plugin instances made \
          ahead on the clean-up thread (a warm plan call went from 15 to 44 µs: the \
-         instance is cold in the calling CPU's caches), removing finished cgroups in \
+         instance is cold in the calling CPU's caches), and again on a tokio task \
+         spawned by the call's own worker after each call (interleaved against the \
+         previous binary: -15, -2 and, spaced 50 ms, +80 µs per execution), removing finished cgroups in \
          batches, one tokio worker instead of two (again this session, no difference), \
          tokio workers at `SCHED_BATCH` so that they do not preempt the child they just \
          started (the child's set-up got faster, the spawn's return slower, the sum the \
