@@ -4,17 +4,19 @@
 //! plugins directory and on the directory holding `languages.toml` (which also sees a
 //! Kubernetes ConfigMap's symlink swap), with a look every [`SAFETY_POLL`] in case an
 //! event was missed; where inotify cannot be used, the files are polled every
-//! [`POLL`]. An idle sidecar so wakes up a few times a minute instead of ten times a
-//! second (each wake-up costs the programs being run a little).
+//! [`POLL`]. The watching is a thread of its own that looks at most once per [`POLL`]
+//! however busy the directories are; an idle sidecar so wakes up a few times a minute
+//! instead of ten times a second (each wake-up costs the programs being run a little).
 //!
 //! The new registry replaces the old one in a single swap: requests in flight keep the
 //! `Arc` they started with (and the plugin version in it), new ones get the new one. A
 //! languages.toml that does not validate, or a plugin file that does not load, leaves
 //! the last good state in force and the error is shown by /languages.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::SharedState;
 use crate::config::LanguagesFile;
@@ -84,7 +86,6 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// Call from within the tokio runtime (inotify is registered with its reactor).
     pub fn take(dir: PathBuf, languages: PathBuf) -> Baseline {
         let watcher = Watcher::new(&dir, &languages);
         if watcher.is_none() {
@@ -107,7 +108,7 @@ pub fn spawn(state: SharedState, baseline: Baseline) {
         languages,
         fingerprint: mut applied,
         toml_text,
-        mut watcher,
+        watcher,
     } = baseline;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(4);
     let hup = tx.clone();
@@ -121,37 +122,41 @@ pub fn spawn(state: SharedState, baseline: Baseline) {
         }
     });
     {
-        let (dir, languages) = (dir.clone(), languages.clone());
-        tokio::spawn(async move {
-            let look = || {
-                let (dir, languages) = (dir.clone(), languages.clone());
-                async move {
-                    tokio::task::spawn_blocking(move || fingerprint(&dir, &languages))
-                        .await
-                        .unwrap_or_default()
-                }
-            };
-            loop {
-                match &mut watcher {
-                    Some(w) => w.changed(&dir, &languages).await,
-                    None => tokio::time::sleep(POLL).await,
-                }
-                // Apply a change once it has stayed the same for one POLL.
-                let mut now = look().await;
-                while now != applied {
-                    tokio::time::sleep(POLL).await;
-                    let later = look().await;
-                    if later == now {
-                        applied = now;
-                        if tx.send("change").await.is_err() {
-                            return;
-                        }
-                        break;
+        let (dir, languages, tx) = (dir.clone(), languages.clone(), tx.clone());
+        let watching = std::thread::Builder::new()
+            .name("plugin-watch".into())
+            .spawn(move || {
+                let mut last = Instant::now();
+                loop {
+                    match &watcher {
+                        Some(w) => w.wait(),
+                        None => std::thread::sleep(POLL),
                     }
-                    now = later;
+                    // At most one look per POLL, however busy the directories are.
+                    std::thread::sleep(POLL.saturating_sub(last.elapsed()));
+                    last = Instant::now();
+                    if let Some(w) = &watcher {
+                        w.watch(&dir, &languages);
+                    }
+                    // Apply a change once it has stayed the same for one POLL.
+                    let mut now = fingerprint(&dir, &languages);
+                    while now != applied {
+                        std::thread::sleep(POLL);
+                        let later = fingerprint(&dir, &languages);
+                        if later == now {
+                            applied = now;
+                            if tx.blocking_send("change").is_err() {
+                                return;
+                            }
+                            break;
+                        }
+                        now = later;
+                    }
                 }
-            }
-        });
+            });
+        if let Err(e) = watching {
+            tracing::error!("cannot start the plugin watcher thread (SIGHUP still reloads): {e}");
+        }
     }
     tokio::spawn(async move {
         let mut toml_text = toml_text;
@@ -236,7 +241,7 @@ fn reload(
 /// inotify watches on the plugins directory and on the directory of `languages.toml`
 /// (and on the file itself, for a symlink's target written in place).
 struct Watcher {
-    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    fd: std::os::fd::OwnedFd,
 }
 
 impl Watcher {
@@ -245,12 +250,6 @@ impl Watcher {
         use rustix::fs::inotify;
         let fd =
             inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
-        // SAFETY: the OwnedFd is owned by the AsyncFd for its whole life, so the
-        // descriptor stays open and the same.
-        let fd = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-        }
-        .ok()?;
         let watcher = Watcher { fd };
         watcher.watch(dir, languages);
         Some(watcher)
@@ -258,37 +257,52 @@ impl Watcher {
 
     /// (Re-)adds the watches: a directory made or replaced since, or a languages.toml
     /// renamed over, is watched anew. Paths that do not exist are skipped (the safety
-    /// poll sees them appear).
+    /// poll sees them appear). The plugins directory is watched for everything; the
+    /// directory of languages.toml, which may be busy with other files, only for
+    /// entries coming and going (a rename over the file, a ConfigMap's symlink swap);
+    /// the file itself for writes.
     fn watch(&self, dir: &Path, languages: &Path) {
         use rustix::fs::inotify::{self, WatchFlags};
-        let mask = WatchFlags::CREATE
+        let gone = WatchFlags::DELETE_SELF | WatchFlags::MOVE_SELF;
+        let entries = WatchFlags::CREATE
             | WatchFlags::DELETE
-            | WatchFlags::MODIFY
-            | WatchFlags::CLOSE_WRITE
             | WatchFlags::MOVED_FROM
             | WatchFlags::MOVED_TO
-            | WatchFlags::ATTRIB
-            | WatchFlags::DELETE_SELF
-            | WatchFlags::MOVE_SELF;
+            | gone;
+        let writes = WatchFlags::MODIFY | WatchFlags::CLOSE_WRITE | WatchFlags::ATTRIB | gone;
         let parent = languages
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        for path in [dir, parent, languages] {
-            let _ = inotify::add_watch(self.fd.get_ref(), path, mask);
+        // MASK_ADD: one directory may be both (languages.toml among the plugins).
+        for (path, mask) in [
+            (dir, entries | writes),
+            (parent, entries),
+            (languages, writes),
+        ] {
+            let _ = inotify::add_watch(&self.fd, path, mask | WatchFlags::MASK_ADD);
         }
     }
 
-    /// Waits until an event arrives (or [`SAFETY_POLL`] passes), then reads every
-    /// pending event (their details do not matter: the fingerprint says what changed)
-    /// and renews the watches.
-    async fn changed(&mut self, dir: &Path, languages: &Path) {
-        if let Ok(Ok(mut ready)) = tokio::time::timeout(SAFETY_POLL, self.fd.readable()).await {
-            let mut buf = [0u8; 4096];
-            // Until the queue is empty (EAGAIN) or unreadable.
-            while matches!(rustix::io::read(self.fd.get_ref(), &mut buf), Ok(n) if n > 0) {}
-            ready.clear_ready();
+    /// Blocks until an event arrives or [`SAFETY_POLL`] passes, then reads every
+    /// pending event: their details do not matter, the fingerprint says what changed.
+    /// (Events that arrive while the caller sleeps wait in the kernel's queue: a busy
+    /// directory costs at most one wake-up per [`POLL`].)
+    fn wait(&self) {
+        let mut pollfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, SAFETY_POLL.as_millis() as i32) };
+        if ready < 0 {
+            // Interrupted or failing: wait as a poll would, rather than spin.
+            std::thread::sleep(POLL);
+            return;
         }
-        self.watch(dir, languages);
+        let mut buf = [0u8; 4096];
+        // Until the queue is empty (EAGAIN) or unreadable.
+        while matches!(rustix::io::read(&self.fd, &mut buf), Ok(n) if n > 0) {}
     }
 }
