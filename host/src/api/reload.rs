@@ -5,7 +5,7 @@
 //! Kubernetes ConfigMap's symlink swap), with a look every [`SAFETY_POLL`] in case an
 //! event was missed; where inotify cannot be used, the files are polled every
 //! [`POLL`]. The watching is a thread of its own that looks at most once per [`POLL`]
-//! however busy the directories are; an idle sidecar so wakes up a few times a minute
+//! (after a short burst) however busy the directories are; an idle sidecar so wakes up a few times a minute
 //! instead of ten times a second (each wake-up costs the programs being run a little).
 //!
 //! The new registry replaces the old one in a single swap: requests in flight keep the
@@ -126,15 +126,13 @@ pub fn spawn(state: SharedState, baseline: Baseline) {
         let watching = std::thread::Builder::new()
             .name("plugin-watch".into())
             .spawn(move || {
-                let mut last = Instant::now();
+                let mut budget = LookBudget::new();
                 loop {
                     match &watcher {
                         Some(w) => w.wait(),
                         None => std::thread::sleep(POLL),
                     }
-                    // At most one look per POLL, however busy the directories are.
-                    std::thread::sleep(POLL.saturating_sub(last.elapsed()));
-                    last = Instant::now();
+                    budget.take();
                     if let Some(w) = &watcher {
                         w.watch(&dir, &languages);
                     }
@@ -235,6 +233,37 @@ fn reload(
             state.metrics.reload(false);
             Err(e)
         }
+    }
+}
+
+/// How often the watcher may look: a few looks at once (a temporary file created,
+/// then renamed into place: the rename must not wait), then one per [`POLL`] however
+/// busy the directories are.
+struct LookBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl LookBudget {
+    const BURST: f64 = 3.0;
+
+    fn new() -> Self {
+        LookBudget {
+            tokens: Self::BURST,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes one look, sleeping first if the budget is spent.
+    fn take(&mut self) {
+        let refill = self.at.elapsed().as_secs_f64() / POLL.as_secs_f64();
+        self.tokens = (self.tokens + refill).min(Self::BURST);
+        if self.tokens < 1.0 {
+            std::thread::sleep(POLL.mul_f64(1.0 - self.tokens));
+            self.tokens = 1.0;
+        }
+        self.tokens -= 1.0;
+        self.at = Instant::now();
     }
 }
 
