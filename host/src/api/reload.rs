@@ -5,8 +5,9 @@
 //! Kubernetes ConfigMap's symlink swap), with a look every [`SAFETY_POLL`] in case an
 //! event was missed; where inotify cannot be used, the files are polled every
 //! [`POLL`]. The watching is a thread of its own that looks at most once per [`POLL`]
-//! (after a short burst) however busy the directories are; an idle sidecar so wakes up a few times a minute
-//! instead of ten times a second (each wake-up costs the programs being run a little).
+//! (after a short burst) however busy the directories are; an idle sidecar so wakes up
+//! a few times a minute instead of ten times a second (each wake-up costs the programs
+//! being run a little).
 //!
 //! The new registry replaces the old one in a single swap: requests in flight keep the
 //! `Arc` they started with (and the plugin version in it), new ones get the new one. A

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::background;
 use super::cgroup::{Cgroups, ExecCgroup, Limits};
-use super::janitor::{self, Swept};
+use super::janitor;
 use super::output::{CappedText, OutputChunk, Stream};
 use super::sandbox::Sandbox;
 use super::spawn::{
@@ -463,7 +463,7 @@ impl ExitWatch {
 }
 
 /// Whether our child `pid` has exited (without reaping it); true on error.
-fn has_exited(pid: libc::pid_t) -> bool {
+pub(super) fn has_exited(pid: libc::pid_t) -> bool {
     // SAFETY: waitid(2) with WNOWAIT into a local; leaves the child unreaped.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let r = unsafe {
@@ -505,23 +505,10 @@ impl Guard {
             // Before the output is drained: a daemon that left the process group holds
             // the pipes until it dies (the drain would wait its whole grace for EOF).
             let uid = lease.uid;
-            let swept = tokio::task::spawn_blocking(move || janitor::sweep_uid(uid)).await;
-            match swept {
-                Ok(Ok(Swept::Nothing)) => {}
-                Ok(Ok(Swept::Killed)) => lease.taint(),
-                Ok(Ok(Swept::Survivors)) => {
-                    lease.taint();
-                    tracing::warn!(uid, "processes of the dedicated uid survived the sweep")
-                }
-                Ok(Err(e)) => {
-                    lease.taint();
-                    tracing::warn!(uid, "uid sweep failed: {e}")
-                }
-                Err(e) => {
-                    lease.taint();
-                    tracing::warn!(uid, "uid sweep panicked: {e}")
-                }
-            }
+            let swept = tokio::task::spawn_blocking(move || janitor::sweep_uid(uid))
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(format!("panicked: {e}"))));
+            lease.record_sweep(swept);
         }
         let Some(group) = &self.cgroup else { return };
         if main_exited && group.tasks() == Some(1) {
@@ -605,14 +592,7 @@ impl Drop for Guard {
                 reap_blocking(pid);
             }
             if let Some(lease) = &lease {
-                match janitor::sweep_uid(lease.uid) {
-                    Ok(Swept::Nothing) => {}
-                    Ok(_) => lease.taint(),
-                    Err(e) => {
-                        lease.taint();
-                        tracing::warn!(pid, "uid sweep failed: {e}");
-                    }
-                }
+                lease.record_sweep(janitor::sweep_uid(lease.uid));
             }
             if let Some(group) = group {
                 let _ = group.remove();

@@ -9,10 +9,11 @@
 //! leased again only once /proc shows no process of it at all.
 
 use std::collections::VecDeque;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::janitor;
+use super::janitor::{self, Swept};
 
 /// Uids reserved for one execution at a time (see
 /// [`super::SandboxSettings::uid_pool`]).
@@ -90,9 +91,19 @@ pub(crate) struct UidLease {
 }
 
 impl UidLease {
-    /// Records that processes of this uid had to be killed (or could not be): its next
-    /// lease waits until /proc shows none, zombies included.
-    pub fn taint(&self) {
+    /// Takes note of what the sweep of this uid found: when it had to kill anything
+    /// (or could not), the uid's next lease waits until /proc shows no process of it,
+    /// zombies included. Logs what went wrong.
+    pub fn record_sweep(&self, swept: io::Result<Swept>) {
+        let uid = self.uid;
+        match swept {
+            Ok(Swept::Nothing) => return,
+            Ok(Swept::Killed) => {}
+            Ok(Swept::Survivors) => {
+                tracing::warn!(uid, "processes of the dedicated uid survived the sweep")
+            }
+            Err(e) => tracing::warn!(uid, "uid sweep failed: {e}"),
+        }
         self.tainted.store(true, Ordering::Relaxed);
     }
 }
@@ -150,22 +161,14 @@ mod tests {
             }
         }
         // Wait until it is a zombie, without reaping it.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        assert_eq!(r, 0);
-        assert_eq!(
-            unsafe { info.si_status() },
-            0,
-            "the child could not become uid {uid}"
+        while !super::super::process::has_exited(pid) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(
+            janitor::has_processes(uid),
+            "no zombie of uid {uid}: the child could not become it"
         );
-        lease.taint();
+        lease.record_sweep(Ok(Swept::Killed));
         drop(lease);
         assert!(pool.lease().is_none(), "leased while a zombie has the uid");
 
