@@ -212,9 +212,10 @@ unsafe fn mark_inherited_fds_cloexec() {
 }
 
 /// A child's standard streams, made before it is: the child's ends (given to
-/// [`spawn`], then dropped) and the parent's. The caller registers its ends with the
-/// reactor before the spawn, so that once the child runs the caller only has to wait
-/// (work done after the spawn delays the child, which starts on the caller's CPU).
+/// [`spawn`], then dropped) and the parent's. What the caller must do with its ends
+/// (register them with the reactor) it does before the spawn, so that once the child
+/// runs the caller only has to wait (work done after the spawn delays the child, which
+/// starts on the caller's CPU).
 #[derive(Debug)]
 pub(crate) struct Stdio {
     pub child: [OwnedFd; 3],
@@ -228,7 +229,9 @@ impl Stdio {
     /// Pipes for stdout and stderr, and for stdin when `stdin` (else `/dev/null`). The
     /// sidecar's ends are non-blocking (the child's are not: programs expect blocking
     /// standard streams).
-    pub fn new(stdin: bool) -> io::Result<Stdio> {
+    /// `output_capacity`: ask the kernel for output pipes of this many bytes (best
+    /// effort: past the per-user pipe quota they keep the default 64 KiB).
+    pub fn new(stdin: bool, output_capacity: Option<usize>) -> io::Result<Stdio> {
         let (stdin_child, stdin_parent) = if stdin {
             let (r, w) = pipe()?;
             (r, Some(nonblocking(w)?))
@@ -238,6 +241,12 @@ impl Stdio {
         let (stdout, stdout_child) = pipe()?;
         let (stderr, stderr_child) = pipe()?;
         let (stdout, stderr) = (nonblocking(stdout)?, nonblocking(stderr)?);
+        if let Some(bytes) = output_capacity {
+            for fd in [&stdout, &stderr] {
+                // SAFETY: fcntl(2) on a pipe we own; failure leaves it as it was.
+                unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes as libc::c_int) };
+            }
+        }
         Ok(Stdio {
             child: [stdin_child, stdout_child, stderr_child],
             stdin: stdin_parent,
@@ -772,7 +781,7 @@ mod tests {
     use super::*;
 
     fn failed_step(cwd: &str, program: &str, setup: &ChildSetup) -> (Step, io::ErrorKind) {
-        let stdio = Stdio::new(false).unwrap();
+        let stdio = Stdio::new(false, None).unwrap();
         let env = vec![("PATH".to_string(), DEFAULT_PATH.to_string())];
         match spawn(
             Path::new(program),
@@ -839,7 +848,7 @@ mod tests {
             cgroup_dir: Some(group.as_raw_fd()),
             ..ChildSetup::default()
         };
-        let stdio = Stdio::new(false).unwrap();
+        let stdio = Stdio::new(false, None).unwrap();
         let pid = spawn(
             Path::new("/bin/cat"),
             &["cat".to_string(), "/proc/self/cgroup".to_string()],
@@ -883,7 +892,7 @@ mod tests {
             cgroup_procs: vec![full.as_raw_fd()],
             ..ChildSetup::default()
         };
-        let stdio = Stdio::new(false).unwrap();
+        let stdio = Stdio::new(false, None).unwrap();
         let started = std::time::Instant::now();
         let result = spawn(
             Path::new("/bin/true"),

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
+
 use super::*;
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -236,7 +238,7 @@ async fn output_cap_truncates_and_timeout_still_bounds() {
 
 #[tokio::test]
 async fn streams_chunks_to_the_sink() {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<OutputChunk>(16);
+    let (tx, mut rx) = mpsc::channel::<OutputChunk>(16);
     let collect = tokio::spawn(async move {
         let (mut out, mut err) = (String::new(), String::new());
         while let Some(chunk) = rx.recv().await {
@@ -259,6 +261,49 @@ async fn streams_chunks_to_the_sink() {
     assert_eq!(out.stdout.len(), 1000);
     assert!(out.stdout_truncated);
     assert_eq!(streamed_err, "e\n");
+}
+
+#[tokio::test]
+async fn output_past_the_pipes_before_the_exit_is_all_read() {
+    // Without a sink the pipes are read only after the exit (or OUTPUT_DEFER): more
+    // than they hold must still all arrive, in order, and nothing may hang.
+    let mut s = sh("seq 1 400000; seq 1 400000 >&2");
+    s.output_cap = 8 << 20;
+    let out = run_ok(sandbox(), s).await;
+    let expected: String = (1..=400_000).map(|n| format!("{n}\n")).collect();
+    assert!(expected.len() > 2 << 20);
+    assert_eq!(out.exit_code, Some(0));
+    assert!(!out.timed_out);
+    assert!(out.stdout == expected && out.stderr == expected);
+}
+
+#[tokio::test]
+async fn output_around_the_deferral_keeps_its_order() {
+    let s = sh("printf a; printf b >&2; sleep 0.2; printf c; printf d >&2; sleep 0.1; printf e");
+    let out = run_ok(sandbox(), s).await;
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("ace", "bd"));
+}
+
+/// The capacity of the child's stdout pipe, as the child sees it.
+async fn child_stdout_pipe_size(sink: Option<mpsc::Sender<OutputChunk>>) -> String {
+    let s = spec(&[
+        "python3",
+        "-c",
+        "import fcntl; print(fcntl.fcntl(1, fcntl.F_GETPIPE_SZ))",
+    ]);
+    let out = run(sandbox(), s, sink).await.expect("run");
+    assert_eq!(out.exit_code, Some(0), "{}", out.stderr);
+    out.stdout.trim().to_string()
+}
+
+#[tokio::test]
+async fn unstreamed_output_gets_pipes_that_hold_a_whole_capped_stream() {
+    assert_eq!(child_stdout_pipe_size(None).await, "1048576");
+    // Streamed output is read as it comes: the default pipe is enough.
+    let (tx, mut rx) = mpsc::channel::<OutputChunk>(16);
+    let drained = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    assert_eq!(child_stdout_pipe_size(Some(tx)).await, "65536");
+    drained.await.unwrap();
 }
 
 #[tokio::test]
