@@ -46,6 +46,10 @@ const READ_CHUNK: usize = 64 * 1024;
 /// while the program runs lands on the program's CPU, where it preempted the program
 /// (4-5 times for a Python hello world, ~0.2 ms of its wall time).
 const DEFERRED_PIPE_CAPACITY: usize = 1 << 20;
+/// The same for a sidecar that is not root: its pipes count against its user's pipe
+/// quota (`fs.pipe-user-pages-soft`, 64 MiB by default), shared with the code it runs
+/// (as the same user), whose new pipes shrink to 8 KiB once the quota is reached.
+const DEFERRED_PIPE_CAPACITY_UNPRIVILEGED: usize = 256 << 10;
 /// How long output may wait in the pipes before they are read as it comes: a program
 /// that fills a pipe before then waits this long once.
 const OUTPUT_DEFER: Duration = Duration::from_millis(50);
@@ -212,7 +216,11 @@ pub async fn run(
         stderr,
     } = Stdio::new(
         spec.stdin.is_some(),
-        deferred.then_some(DEFERRED_PIPE_CAPACITY),
+        deferred.then_some(if is_root {
+            DEFERRED_PIPE_CAPACITY
+        } else {
+            DEFERRED_PIPE_CAPACITY_UNPRIVILEGED
+        }),
     )?;
     // (Pipes made non-blocking by `Stdio::new`: the checked constructors would ask the
     // kernel again what they are, three system calls per pipe.)

@@ -474,6 +474,17 @@ fn main() {
          inotify tells it now (and it looks every 5 s): none. Seven runs of this \
          benchmark after it, the table's last: (a) +0.45, +0.56, +0.51, +0.47, +0.50, \
          +0.51, +0.61 ms; (b) 1.041, 1.054, 1.078, 1.100, 1.075, 1.081, 1.075×.\n\
+         - **output read after the exit (exec/process.rs, session of 2026-12-06)**: \
+         every write of a running program woke the sidecar, whose worker then ran on \
+         the program's vCPU and preempted it (this guest packs tasks onto one vCPU, \
+         `sched_vcpu_pack=15`, even with the other idle): five wake-ups per Python hello \
+         world, one per line for a chatty program. With no one streaming the output \
+         (/execute), the output pipes are made 1 MiB and read once the main process \
+         has exited (or after 50 ms); /bash, which streams, reads as before. `perf \
+         sched` shows the Python run now uninterrupted from `exec` to exit. Python \
+         hello's latency did not move measurably (interleaved A/B, 300 runs, twice: \
+         +0.005 and -0.010 ms); 10 clients running a program that prints 2000 lines: \
+         114 → 141 executions/s.\n\
          - **this VM and wake-ups**: the guest runs nested (`nested_pvm=1` on its \
          kernel command line) with `cpuidle_haltpoll` and no halt polling: a \
          `perf bench sched pipe` round trip takes 73 µs between the two vCPUs and 6.4 \
@@ -488,7 +499,15 @@ fn main() {
          +0.06 to +0.19 ms to Python hello (interleaved, 300 runs each), the plan's \
          environment alone +0.14 ms, and the sidecar with them switched off is no \
          faster. On the earlier (Xeon) host `perf sched` put Python's time on a CPU at \
-         7.99 ms under the sidecar against 7.68 ms under that harness. Tried and \
+         7.99 ms under the sidecar against 7.68 ms under that harness. This host, \
+         `perf sched` over 100 interleaved runs (session of 2026-12-06): from `clone` \
+         to `exec` 0.40 ms under the sidecar against 0.25 ms for `posix_spawn` (the \
+         sidecar's own work after the spawn runs on the child's vCPU meanwhile), from \
+         `exec` to exit +0.09 to +0.18 ms, and from the request to the `clone` 0.39 to \
+         0.47 ms after a Python run against 0.19 to 0.26 ms after `/bin/true`: the plan \
+         call alone takes 187 µs after Python (waking the epoch ticker 17, store 20, \
+         instantiation 65, the call 57, resetting the pool slot 28) and 82 µs warm. \
+         Tried and \
          reverted because they measured worse or no better: plugin instances made \
          ahead on the clean-up thread (a warm plan call went from 15 to 44 µs: the \
          instance is cold in the calling CPU's caches), and again on a tokio task \
