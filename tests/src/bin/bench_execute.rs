@@ -525,7 +525,9 @@ fn main() {
          1.100×; four more on the final code (the cgroup v2 change, which v1 does not \
          use): +0.52 to +0.66 ms, 0.971× to 1.102× (0.971×: the direct runs were the \
          slow ones that time). The session before: +0.55 to +0.77 ms, 1.034× to \
-         1.191×.\n\
+         1.191×. On 2026-12-06 (a fresh guest of the same kind), before the table's \
+         run: (a) +0.39 (the previous binary), +0.44, +0.57, +0.40, +0.51 ms; (b) \
+         1.115, 1.108, 1.080, 1.191, 1.095×.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
