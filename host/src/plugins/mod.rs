@@ -7,6 +7,7 @@ pub mod model;
 pub mod registry;
 pub mod runtime;
 pub mod scaffold;
+mod ticker;
 pub mod v0_1;
 
 pub use model::{

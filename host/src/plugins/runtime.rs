@@ -4,9 +4,9 @@
 //!
 //! Plugins get an empty WASI context: no preopened directories, no environment, no
 //! sockets, no name lookups, no stdin; stderr goes to a small in-memory pipe so a
-//! panicking plugin's message can be shown. Time is bounded by epoch interruption (a
-//! ticker thread advances the epoch every [`TICK`] while a call is in progress, and
-//! sleeps otherwise) and memory by [`StoreLimits`].
+//! panicking plugin's message can be shown. Time is bounded by epoch interruption (the
+//! epoch advances every [`TICK`] while a call is in progress: see `ticker`) and memory
+//! by [`StoreLimits`].
 //!
 //! Calls are async (wasmtime's async support: the guest runs on a fiber), so a plan
 //! call runs on the request's tokio worker like any other step, with no hand-off of
@@ -14,7 +14,6 @@
 //! that loops yields to the worker's other tasks at every tick until its deadline.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,11 +25,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::cache::Cache;
 use super::model::{LanguageSettings, Plan, PlanRefusal, PlanRequest, PluginInfo};
+use super::ticker::Ticker;
+pub use super::ticker::TICK;
 use super::v0_1;
-
-/// How often the epoch advances: a running plugin yields, and its deadline is checked,
-/// at every tick.
-pub const TICK: Duration = Duration::from_millis(5);
 
 /// Limits applied to every plugin call.
 #[derive(Debug, Clone, Copy)]
@@ -99,59 +96,6 @@ pub struct Runtime {
     slots: tokio::sync::Semaphore,
     pooling: bool,
     ticker: Arc<Ticker>,
-}
-
-/// The epoch ticker's state. It only ticks while calls are in progress: an idle
-/// sidecar would otherwise wake every [`TICK`], and the tick preempted the programs
-/// the sidecar runs (measured: twice per Python hello world).
-struct Ticker {
-    active: AtomicUsize,
-    stop: AtomicBool,
-    thread: std::thread::Thread,
-}
-
-impl Ticker {
-    fn start(engine: Engine) -> std::io::Result<Arc<Ticker>> {
-        let (sender, receiver) = std::sync::mpsc::channel::<Arc<Ticker>>();
-        let handle = std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                let Ok(ticker) = receiver.recv() else { return };
-                while !ticker.stop.load(Ordering::Acquire) {
-                    if ticker.active.load(Ordering::Acquire) == 0 {
-                        // Woken by the first call (an unpark before this park makes
-                        // it return at once) or by the stop.
-                        std::thread::park();
-                        continue;
-                    }
-                    std::thread::sleep(TICK);
-                    engine.increment_epoch();
-                }
-            })?;
-        let ticker = Arc::new(Ticker {
-            active: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-            thread: handle.thread().clone(),
-        });
-        let _ = sender.send(Arc::clone(&ticker));
-        Ok(ticker)
-    }
-
-    /// Keeps the epoch advancing until the guard is dropped.
-    fn ticking(&self) -> Ticking<'_> {
-        if self.active.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.thread.unpark();
-        }
-        Ticking(self)
-    }
-}
-
-struct Ticking<'a>(&'a Ticker);
-
-impl Drop for Ticking<'_> {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// A loaded plugin, ready to be called.
@@ -321,8 +265,7 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.ticker.stop.store(true, Ordering::Release);
-        self.ticker.thread.unpark();
+        self.ticker.stop();
     }
 }
 
