@@ -610,6 +610,17 @@ fn sighup_forces_a_reload() {
     assert!(served_ok(&live, "bash"));
 }
 
+#[test]
+fn a_sighup_as_soon_as_the_socket_listens_does_not_stop_the_sidecar() {
+    // The handler used to be registered by a task that might not have run yet.
+    for round in 1..=5 {
+        let sidecar = Sidecar::start();
+        sidecar.signal(1); // SIGHUP
+        let (status, body) = sidecar.get("/health");
+        assert_eq!(status, 200, "round {round}: {body}\n{}", sidecar.log());
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // /metrics
 

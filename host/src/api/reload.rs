@@ -113,15 +113,19 @@ pub fn spawn(state: SharedState, baseline: Baseline) {
     } = baseline;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(4);
     let hup = tx.clone();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut sighup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while sighup.recv().await.is_some() {
-            let _ = hup.send("SIGHUP").await;
+    // Registered here, before the socket listens: registered in the task, it left a
+    // moment after start-up in which a SIGHUP still had its default action (exit).
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut sighup) => {
+            tokio::spawn(async move {
+                while sighup.recv().await.is_some() {
+                    let _ = hup.send("SIGHUP").await;
+                }
+            });
         }
-    });
+        Err(e) => tracing::warn!("cannot handle SIGHUP ({e}): only file changes reload"),
+    }
     {
         let (dir, languages, tx) = (dir.clone(), languages.clone(), tx.clone());
         let watching = std::thread::Builder::new()

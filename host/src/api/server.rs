@@ -94,6 +94,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         started,
     });
     crate::api::reload::spawn(state.clone(), baseline);
+    let shutdown = shutdown_signal()?;
 
     let app = router(state.clone());
     let unix = bind_unix(&args.socket_path, args.socket_mode, args.socket_gid)?;
@@ -127,7 +128,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }));
     }
 
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!(
         grace_seconds = args.grace_seconds,
         "shutting down: no new connections; waiting for in-flight requests"
@@ -166,14 +167,20 @@ fn legacy_tcp_addr() -> anyhow::Result<Option<std::net::SocketAddr>> {
     Ok(Some(addr))
 }
 
-async fn shutdown_signal() {
+/// Handles SIGTERM and SIGINT from now on (before the socket listens, so that no signal
+/// finds them at their default action); the future ends at the first.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
+    let handler =
+        |kind| signal(kind).map_err(|e| anyhow::anyhow!("cannot handle a shutdown signal: {e}"));
+    let mut term = handler(SignalKind::terminate())?;
+    let mut int = handler(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
 }
 
 /// Binds the socket: creates its directory, replaces a stale socket (one nobody
