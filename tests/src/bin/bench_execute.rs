@@ -428,7 +428,7 @@ fn main() {
          one clean-up thread at nice 19 does it now. Scratch dirs are made ahead, and a \
          cgroup's limits (~20 µs of cgroupfs writes) are written ahead, for the next \
          execution. The wasm epoch ticker, which woke every 5 ms and preempted the \
-         programs the sidecar runs, sleeps between plugin calls.\n\
+         programs the sidecar runs, ticks only during plugin calls.\n\
          - **cgroups recycled (exec/cgroup.rs)**: making and removing three v1 cgroups \
          per execution was a quarter of the sidecar's CPU samples (~0.2 ms per \
          execution, holding the kernel's cgroup lock that every child's join takes). A \
@@ -485,6 +485,15 @@ fn main() {
          hello's latency did not move measurably (interleaved A/B, 300 runs, twice: \
          +0.005 and -0.010 ms); 10 clients running a program that prints 2000 lines: \
          114 → 141 executions/s.\n\
+         - **the epoch ticker on a timer (plugins/ticker.rs, session of 2026-12-06)**: \
+         the thread that advances the wasm epoch during plugin calls slept between \
+         them and was unparked by the first call after a pause (a wake-up on the other \
+         vCPU: 17 µs of a plan call after a Python run), and woke once more a tick \
+         after the last call, while the planned program ran. The first call now arms a \
+         POSIX timer that signals the thread every 5 ms and the last disarms it: wake-ups \
+         of the thread per back-to-back `/bin/true` execution 0.71 → 0. Interleaved A/B \
+         against the previous binary (each order once): `/bin/true` -5 and -30 µs, Python \
+         hello -69 and -225 µs.\n\
          - **this VM and wake-ups**: the guest runs nested (`nested_pvm=1` on its \
          kernel command line) with `cpuidle_haltpoll` and no halt polling: a \
          `perf bench sched pipe` round trip takes 73 µs between the two vCPUs and 6.4 \
@@ -527,7 +536,8 @@ fn main() {
          slow ones that time). The session before: +0.55 to +0.77 ms, 1.034× to \
          1.191×. On 2026-12-06 (a fresh guest of the same kind), before the table's \
          run: (a) +0.39 (the previous binary), +0.44, +0.57, +0.40, +0.51 ms; (b) \
-         1.115, 1.108, 1.080, 1.191, 1.095×.\n\
+         1.115, 1.108, 1.080, 1.191, 1.095×; after the ticker change, the table's run \
+         and two more: (a) +0.50, +0.71, +0.45 ms; (b) 1.043, 1.097, 1.082×.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
