@@ -210,7 +210,12 @@ impl Timer {
             it_value: every,
         };
         // SAFETY: timer_settime(2) on our live timer with a local spec.
-        unsafe { libc::timer_settime(self.0, 0, &spec, std::ptr::null_mut()) };
+        if unsafe { libc::timer_settime(self.0, 0, &spec, std::ptr::null_mut()) } != 0 {
+            // Only bad arguments make it fail; say so rather than let a plugin call run
+            // without its deadline unnoticed.
+            let e = std::io::Error::last_os_error();
+            tracing::error!("cannot set the wasm epoch timer: {e}");
+        }
     }
 
     fn delete(&self) {
