@@ -210,6 +210,10 @@ pub struct ExecArgs {
     /// Do not cut executions off the network, whatever the language says.
     #[arg(long, env = "SIDECAR_NO_NETWORK_ISOLATION", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub no_network_isolation: bool,
+    /// Let executions share the sidecar's /tmp, /var/tmp and /dev/shm instead of each
+    /// getting its own empty ones.
+    #[arg(long, env = "SIDECAR_SHARED_TMP", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub shared_tmp: bool,
     /// Run user code as root even when the sidecar is root (not recommended).
     #[arg(long, env = "SIDECAR_NO_UID_DROP", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub no_uid_drop: bool,
@@ -232,6 +236,9 @@ impl ExecArgs {
                 defaults.run_as
             },
             uid_pool: Some(self.uid_pool),
+            private_tmp: !self.shared_tmp,
+            visible: vec![self.scratch_dir.clone()],
+            private_tmp_size: self.max_file_mb << 20,
             ..defaults
         }
     }

@@ -780,9 +780,6 @@ ls "$(dirname "$HOME")" | wc -l
 }
 
 #[test]
-#[ignore = "bug: no mount namespace (exec/sandbox.rs): /tmp and /dev/shm are the host's, \
-            shared by every execution and session, and what code leaves there stays after \
-            its execution (only TMPDIR points at the private scratch dir)"]
 fn files_left_in_tmp_are_not_seen_by_the_next_execution() {
     let sc = Sidecar::start();
     let m = unique_marker();
@@ -810,4 +807,48 @@ fn files_left_in_tmp_are_not_seen_by_the_next_execution() {
         left.is_empty(),
         "left on the host after the execution: {left:?}"
     );
+}
+
+/// Files planted in /tmp, /var/tmp and /dev/shm for the next run (the peers' suites do)
+/// reach neither the next execution nor one running beside it, nor the host; the
+/// workspace (under /tmp here) is still where the code runs.
+#[test]
+fn files_left_in_tmp_do_not_reach_other_executions() {
+    let sc = Arc::new(Sidecar::start());
+    // /proc/self belongs to our effective uid.
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    if !protection_active(&sc, "private_tmp") {
+        assert!(!root, "as root the private /tmp must be active");
+        return;
+    }
+    let m = unique_marker();
+    let plant = format!(
+        "for d in /tmp /var/tmp /dev/shm; do echo {m} > $d/planted-{m}; mkdir -p $d/dir-{m}; \
+         ln -s /etc/passwd $d/link-{m}; done; echo made > made-{m}; ls -A /tmp | grep -c {m}"
+    );
+    let v = execute(&sc, "bash", &plant, 10.0);
+    assert_eq!(v["status"], "ok", "{v:#}");
+    assert_eq!(v["stdout"], "3\n", "{v:#}");
+    assert!(sc.workspace.join(format!("made-{m}")).exists());
+    for d in ["/tmp", "/var/tmp", "/dev/shm"] {
+        assert!(!Path::new(d).join(format!("planted-{m}")).exists(), "{d}");
+    }
+
+    let look = format!("ls -A /tmp /var/tmp /dev/shm | grep -c {m}; cat made-{m}");
+    for _ in 0..4 {
+        let v = execute(&sc, "bash", &look, 10.0);
+        assert_eq!(v["stdout"], "0\nmade\n", "{v:#}");
+    }
+    // While one execution keeps files there, another does not see them.
+    let running = {
+        let sc = Arc::clone(&sc);
+        let code = format!("echo {m} > /tmp/live-{m}; sleep 2; cat /tmp/live-{m}");
+        std::thread::spawn(move || execute(&sc, "bash", &code, 10.0))
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let v = execute(&sc, "bash", &look, 10.0);
+    assert_eq!(v["stdout"], "0\nmade\n", "{v:#}");
+    let v = running.join().unwrap();
+    assert_eq!(v["stdout"], format!("{m}\n"), "{v:#}");
+    assert_serving(&sc);
 }

@@ -51,7 +51,9 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for e in &registry.language_errors {
         tracing::error!("{}", e.error);
     }
-    let sandbox = Arc::new(Sandbox::detect(args.exec.sandbox_settings()));
+    let mut sandbox_settings = args.exec.sandbox_settings();
+    sandbox_settings.visible.push(args.workspace_root.clone());
+    let sandbox = Arc::new(Sandbox::detect(sandbox_settings));
     for p in sandbox.report() {
         if p.active {
             tracing::info!(protection = %p.name, "protection active: {}", p.detail);

@@ -8,6 +8,8 @@
 //!   before exec).
 //! - `uid_pool`, `janitor`: without cgroups, a dedicated uid per execution, and the
 //!   sweep that kills everything running as it.
+//! - `private_tmp`: a pool of mount namespaces giving each execution its own /tmp,
+//!   /var/tmp and /dev/shm.
 //! - [`background`]: clean-up after an execution, off the request's critical path.
 
 pub mod background;
@@ -15,6 +17,7 @@ mod cgroup;
 mod janitor;
 pub mod limiter;
 pub mod output;
+mod private_tmp;
 pub mod process;
 pub mod sandbox;
 mod spawn;
@@ -25,6 +28,7 @@ mod tests;
 
 pub use limiter::{Limiter, Permit};
 pub use output::{OutputChunk, Stream};
+pub use private_tmp::TmpNs;
 pub use process::{run, ProcessOutcome, ProcessSpec, DEFAULT_OUTPUT_CAP};
 pub use sandbox::{Protection, Sandbox, SandboxSettings};
 pub use spawn::DEFAULT_PATH;

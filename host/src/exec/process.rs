@@ -21,6 +21,7 @@ use super::background;
 use super::cgroup::{Cgroups, ExecCgroup, Limits};
 use super::janitor;
 use super::output::{CappedText, OutputChunk, Stream};
+use super::private_tmp::TmpNs;
 use super::sandbox::Sandbox;
 use super::spawn::{
     reap, reap_blocking, resolve_program, spawn, ChildSetup, SpawnError, Stdio, Step,
@@ -88,6 +89,9 @@ pub struct ProcessSpec {
     pub file_size_limit: Option<u64>,
     /// RLIMIT_NOFILE.
     pub open_files_limit: Option<u64>,
+    /// Join this mount namespace, with a private /tmp, /var/tmp and /dev/shm (held until
+    /// every process of the execution is dead).
+    pub private_tmp: Option<TmpNs>,
 }
 
 impl ProcessSpec {
@@ -109,6 +113,7 @@ impl ProcessSpec {
             pids_limit: Some(512),
             file_size_limit: Some(1 << 30),
             open_files_limit: Some(1024),
+            private_tmp: None,
         }
     }
 }
@@ -177,6 +182,7 @@ pub async fn run(
     };
 
     let mut setup = ChildSetup {
+        mntns: spec.private_tmp.as_ref().map(TmpNs::fd),
         cgroup_procs: cgroup.iter().flat_map(ExecCgroup::join_fds).collect(),
         cgroup_dir: cgroup.as_ref().and_then(ExecCgroup::v2_dir_fd),
         netns: if spec.network {
@@ -273,6 +279,7 @@ pub async fn run(
         cgroup,
         cgroups,
         lease,
+        tmp: spec.private_tmp.clone(),
         armed: true,
     };
     let exit = ExitWatch::new(pid);
@@ -571,6 +578,8 @@ struct Guard {
     cgroup: Option<ExecCgroup>,
     cgroups: Option<Arc<Cgroups>>,
     lease: Option<UidLease>,
+    /// Emptied and reused once the last process of the execution is dead.
+    tmp: Option<TmpNs>,
     armed: bool,
 }
 
@@ -626,6 +635,7 @@ impl Guard {
         let group = self.cgroup.take();
         let cgroups = self.cgroups.take();
         drop(self.lease.take());
+        drop(self.tmp.take());
         if group.is_none() {
             return;
         }
@@ -664,6 +674,7 @@ impl Drop for Guard {
         let group = self.cgroup.take();
         let cgroups = self.cgroups.take();
         let lease = self.lease.take();
+        let tmp = self.tmp.take();
         let finish = move || {
             if let Some(group) = &group {
                 let deadline = Instant::now() + KILL_DEADLINE;
@@ -685,6 +696,7 @@ impl Drop for Guard {
                 c.refill();
             }
             drop(lease);
+            drop(tmp);
         };
         let spawned = std::thread::Builder::new()
             .name("exec-reaper".into())

@@ -1,7 +1,8 @@
 //! The sandbox: probes once, at start-up, which protections work on this machine
-//! (per-execution cgroups, a shared empty network namespace, dropping to an unprivileged
-//! uid, dedicated uids for the kill sweep when there are no cgroups, rlimits), keeps the
-//! resources they need, and reports what is active and why the rest is not.
+//! (per-execution cgroups, a shared empty network namespace, private temporary dirs,
+//! dropping to an unprivileged uid, dedicated uids for the kill sweep when there are no
+//! cgroups, rlimits), keeps the resources they need, and reports what is active and why
+//! the rest is not.
 
 use std::fs::File;
 use std::io;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::{self, Cgroups, Layout};
+use super::private_tmp::{PrivateTmp, TmpNs};
 use super::process::ProcessSpec;
 use super::uid_pool::UidPool;
 
@@ -39,6 +41,14 @@ pub struct SandboxSettings {
     /// sidecars in one PID namespace (not the case for pods) need disjoint ranges
     /// (`SIDECAR_UID_POOL`): a sweep kills every process of its uid.
     pub uid_pool: Option<(u32, u32)>,
+    /// Give each execution that asks its own empty /tmp, /var/tmp and /dev/shm (a pool
+    /// of mount namespaces; needs root).
+    pub private_tmp: bool,
+    /// Paths under those directories that executions must still reach (the workspace
+    /// and scratch roots; made if missing).
+    pub visible: Vec<PathBuf>,
+    /// Bytes each private tmpfs may hold.
+    pub private_tmp_size: u64,
 }
 
 impl Default for SandboxSettings {
@@ -50,6 +60,9 @@ impl Default for SandboxSettings {
             network_isolation: true,
             run_as: Some((65532, 65532)),
             uid_pool: Some((200_000, 512)),
+            private_tmp: true,
+            visible: Vec::new(),
+            private_tmp_size: 256 << 20,
         }
     }
 }
@@ -71,6 +84,7 @@ pub struct Sandbox {
     netns: Option<OwnedFd>,
     is_root: bool,
     pub(crate) uid_pool: Option<Arc<UidPool>>,
+    private_tmp: Option<Arc<PrivateTmp>>,
     report: Vec<Protection>,
 }
 
@@ -168,6 +182,33 @@ impl Sandbox {
             None
         };
 
+        let private_tmp = if !settings.private_tmp {
+            report.push(protection(
+                "private_tmp",
+                false,
+                "disabled by settings".into(),
+            ));
+            None
+        } else {
+            match PrivateTmp::new(&settings.visible, settings.private_tmp_size) {
+                Ok(pool) => {
+                    report.push(protection("private_tmp", true, pool.describe()));
+                    Some(pool)
+                }
+                Err(e) => {
+                    report.push(protection(
+                        "private_tmp",
+                        false,
+                        format!(
+                            "cannot make a mount namespace ({e}): executions of a uid share \
+                             /tmp, /var/tmp and /dev/shm"
+                        ),
+                    ));
+                    None
+                }
+            }
+        };
+
         match (is_root, settings.run_as) {
             (true, Some((uid, gid))) if uid != 0 => report.push(protection(
                 "uid_drop",
@@ -205,6 +246,7 @@ impl Sandbox {
             netns,
             is_root,
             uid_pool,
+            private_tmp,
             report,
         }
     }
@@ -250,6 +292,16 @@ impl Sandbox {
 
     pub(crate) fn is_root(&self) -> bool {
         self.is_root
+    }
+
+    /// A private /tmp, /var/tmp and /dev/shm for one execution, where that protection is
+    /// active; put it in every [`ProcessSpec`] of the execution.
+    pub fn private_tmp(&self) -> Result<Option<TmpNs>, super::ExecError> {
+        self.private_tmp
+            .as_ref()
+            .map(|pool| pool.lease())
+            .transpose()
+            .map_err(|e| super::ExecError::Sandbox(format!("preparing a private /tmp: {e}")))
     }
 
     pub(crate) fn netns_fd(&self) -> Option<std::os::fd::RawFd> {

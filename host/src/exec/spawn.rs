@@ -68,11 +68,15 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Everything the child applies to itself before `exec`, in this order: own session,
-/// join the execution cgroup(s), join the network namespace, rlimits, umask, mark
-/// inherited descriptors close-on-exec, drop groups, gid and uid.
+/// Everything the child applies to itself before `exec`: the mount namespace (before it
+/// enters its working directory, since joining one moves it to the namespace's root),
+/// then in this order: own session, join the execution cgroup(s), join the network
+/// namespace, rlimits, umask, mark inherited descriptors close-on-exec, drop groups, gid
+/// and uid.
 #[derive(Debug, Default)]
 pub(crate) struct ChildSetup {
+    /// A mount namespace with the execution's private /tmp (see exec/private_tmp.rs).
+    pub mntns: Option<RawFd>,
     pub cgroup_procs: Vec<RawFd>,
     /// The v2 execution group's directory: the child is made in it (`clone3` with
     /// `CLONE_INTO_CGROUP`) where the kernel can, and then skips `cgroup_procs`.
@@ -307,7 +311,7 @@ pub(crate) enum SpawnError {
     #[error("{}: {error}", match step {
         Step::Stdio => "cannot set up the standard streams",
         Step::Chdir => "cannot enter the working directory",
-        Step::Sandbox => "cannot apply the sandbox (cgroup, network namespace, rlimits or uid)",
+        Step::Sandbox => "cannot apply the sandbox (namespaces, cgroup, rlimits or uid)",
         Step::Exec => "cannot execute the program",
     })]
     Child { step: Step, error: io::Error },
@@ -661,6 +665,11 @@ unsafe fn child_exec(args: &ChildArgs) -> (Step, i32) {
             // The sources are all above stderr (see `above_stdio`), so none is overwritten.
             if libc::dup2(fd, target as libc::c_int) < 0 {
                 return (Step::Stdio, errno());
+            }
+        }
+        if let Some(fd) = args.setup.mntns {
+            if libc::setns(fd, libc::CLONE_NEWNS) != 0 {
+                return (Step::Sandbox, errno());
             }
         }
         if libc::chdir(args.cwd.as_ptr()) != 0 {

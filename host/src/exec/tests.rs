@@ -981,3 +981,70 @@ async fn overhead() {
         );
     }
 }
+
+/// The identity of a namespace descriptor (its inode).
+fn ns_inode(fd: std::os::fd::RawFd) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/fd/{fd}"))
+        .unwrap()
+        .ino()
+}
+
+/// A private /tmp: what an execution leaves in /tmp, /var/tmp and /dev/shm is gone when
+/// its namespace is reused, a path bound back is the host's own, and the host's
+/// temporary dirs neither show through nor receive anything.
+#[tokio::test]
+async fn private_tmp_is_emptied_before_it_is_reused() {
+    if !is_root() {
+        eprintln!("skipped: not root");
+        return;
+    }
+    // Under /tmp, so it must be bound back to be reachable.
+    let work = tempfile::tempdir_in("/tmp").unwrap();
+    let sandbox = Sandbox::detect(SandboxSettings {
+        visible: vec![work.path().to_path_buf()],
+        ..SandboxSettings::default()
+    });
+    assert!(sandbox.is_active("private_tmp"), "{:?}", sandbox.report());
+    let m = marker(61);
+    let host_file = Path::new("/tmp").join(format!("host-{m}"));
+    std::fs::write(&host_file, "host").unwrap();
+    let in_tmp = |tmp: &TmpNs, script: String| {
+        let mut s = sh(&script);
+        s.cwd = work.path().to_path_buf();
+        s.private_tmp = Some(tmp.clone());
+        s
+    };
+
+    let tmp = sandbox.private_tmp().unwrap().expect("a private /tmp");
+    let first = ns_inode(tmp.fd());
+    let plant = format!(
+        "test -e {host} && echo host visible; \
+         for d in /tmp /var/tmp /dev/shm; do test -d $d || continue; \
+         echo x > $d/p-{m}; mkdir -p $d/d-{m}/e; echo y > $d/d-{m}/e/f; ln -s /etc $d/l-{m}; done; \
+         echo kept > k-{m}; ls -A /tmp | grep -c {m}",
+        host = host_file.display()
+    );
+    let out = run_ok(&sandbox, in_tmp(&tmp, plant)).await;
+    assert_eq!(out.stdout, "3\n", "{out:?}");
+    assert!(work.path().join(format!("k-{m}")).exists());
+    for d in ["/tmp", "/var/tmp", "/dev/shm"] {
+        assert!(!Path::new(d).join(format!("p-{m}")).exists(), "{d}");
+    }
+    assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "host");
+
+    // Given back, emptied on the clean-up thread, then handed out again.
+    drop(tmp);
+    background::flush(Duration::from_secs(5));
+    let leases: Vec<TmpNs> = (0..3)
+        .map(|_| sandbox.private_tmp().unwrap().unwrap())
+        .collect();
+    let again = leases
+        .iter()
+        .find(|t| ns_inode(t.fd()) == first)
+        .expect("the namespace was reused");
+    let check = format!("ls -A /tmp /var/tmp /dev/shm 2>/dev/null | grep -c {m}; cat k-{m}");
+    let out = run_ok(&sandbox, in_tmp(again, check)).await;
+    assert_eq!(out.stdout, "0\nkept\n", "{out:?}");
+    std::fs::remove_file(&host_file).unwrap();
+}

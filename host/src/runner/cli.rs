@@ -33,7 +33,9 @@ pub fn cli_run(args: RunArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     let outcome = runtime.block_on(async {
-        let sandbox = Arc::new(Sandbox::detect(args.exec.sandbox_settings()));
+        let mut settings = args.exec.sandbox_settings();
+        settings.visible.push(work_dir.clone());
+        let sandbox = Arc::new(Sandbox::detect(settings));
         let executor = Executor::new(args.exec.clone(), sandbox);
         executor
             .execute(

@@ -252,6 +252,7 @@ impl Executor {
             pids_limit: Some(self.settings.max_processes),
             file_size_limit: Some(self.settings.max_file_mb << 20),
             open_files_limit: Some(1024),
+            private_tmp: None,
         }
     }
 
@@ -382,7 +383,11 @@ impl Executor {
             env
         };
 
-        // 4. Compile.
+        // 4. Compile. Every command of the execution shares one private /tmp.
+        let tmp = self
+            .sandbox
+            .private_tmp()
+            .map_err(|e| ExecuteError::Internal(e.to_string()))?;
         let mut compile: Option<Stage> = None;
         for cmd in &plan.compile {
             let cwd = cmd
@@ -390,7 +395,7 @@ impl Executor {
                 .as_ref()
                 .map(PathBuf::from)
                 .unwrap_or_else(|| scratch.path().to_path_buf());
-            let spec = self.spec(
+            let mut spec = self.spec(
                 cmd.argv.clone(),
                 env_for(cmd),
                 cwd,
@@ -401,6 +406,7 @@ impl Executor {
                     network: false,
                 },
             );
+            spec.private_tmp = tmp.clone();
             let stage = Stage::from_outcome(run_process(&self.sandbox, spec, None).await?);
             let ok = stage.succeeded();
             match &mut compile {
@@ -444,6 +450,7 @@ impl Executor {
             },
         );
         spec.stdin = req.stdin;
+        spec.private_tmp = tmp;
         let run = Stage::from_outcome(run_process(&self.sandbox, spec, None).await?);
         let files = before.changes(&work.snapshot(), &own_files);
         Ok(ExecuteOutcome {

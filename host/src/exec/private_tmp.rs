@@ -1,0 +1,486 @@
+//! Private temporary directories: each execution sees its own empty `/tmp`, `/var/tmp`
+//! and `/dev/shm`, so that nothing one execution leaves there reaches the next (the
+//! peers' hostile suites plant files there for the next run), while the paths the
+//! executions need that lie under them (the workspace, the scratch root) stay where
+//! they are.
+//!
+//! A mount namespace made per execution would cost milliseconds on the request path,
+//! and its teardown waits for an RCU grace period. So namespaces are made ahead and
+//! reused: each is a copy of the sidecar's mounts (receiving later mounts from the host,
+//! sending none back) with a small tmpfs on each of those directories and the needed
+//! paths bound back in place. A child joins one with `setns` before it enters its
+//! working directory, a few microseconds. Once every process of the execution is dead,
+//! the clean-up thread empties the tmpfs, through descriptors kept on their roots, and
+//! the namespace goes back to the pool. A namespace that cannot be emptied is dropped.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsString};
+use std::fmt;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::background;
+
+/// The directories every execution gets its own copy of (those that exist here).
+const COVERED: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+
+/// Namespaces kept ready beyond those in use, so that the next execution does not wait
+/// for the one just finished to be emptied.
+const SPARE: usize = 1;
+
+/// A pool of mount namespaces with private temporary directories.
+pub(crate) struct PrivateTmp {
+    /// The directories covered, canonical.
+    covered: Vec<PathBuf>,
+    /// Paths under them bound back in every namespace, canonical, none under another.
+    visible: Vec<PathBuf>,
+    /// Bytes each tmpfs may hold.
+    size: u64,
+    free: Mutex<Vec<Slot>>,
+}
+
+/// One prepared namespace.
+struct Slot {
+    ns: OwnedFd,
+    /// The root of each private tmpfs, with the directories made in it to bind the
+    /// visible paths back (kept when it is emptied).
+    roots: Vec<(OwnedFd, Node)>,
+}
+
+/// What of a tmpfs the sidecar made: a directory leading to bound-back paths, or one of
+/// those paths (the real one, never touched).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    Dir(BTreeMap<OsString, Node>),
+    BoundBack,
+}
+
+impl PrivateTmp {
+    /// Prepares the first namespace and checks that a child can join it and reach every
+    /// path of `visible` (made if missing). Fails where mount namespaces cannot be made
+    /// (not root, or a seccomp profile that forbids them).
+    pub fn new(visible: &[PathBuf], size: u64) -> io::Result<Arc<PrivateTmp>> {
+        let mut canonical = Vec::new();
+        for path in visible {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(path)
+                .map_err(|e| annotate(e, "creating", path))?;
+            canonical.push(fs::canonicalize(path).map_err(|e| annotate(e, "resolving", path))?);
+        }
+        // A path under another is reached through it.
+        canonical.sort();
+        let mut visible: Vec<PathBuf> = Vec::new();
+        for path in canonical {
+            if !visible.iter().any(|v| path.starts_with(v)) {
+                visible.push(path);
+            }
+        }
+        let mut covered: Vec<PathBuf> = Vec::new();
+        for dir in COVERED {
+            let Ok(dir) = fs::canonicalize(dir) else {
+                continue;
+            };
+            // A covered dir inside a visible path (scratch root `/`?) stays as it is.
+            if dir.is_dir()
+                && !covered.contains(&dir)
+                && !visible.iter().any(|v| dir.starts_with(v))
+            {
+                covered.push(dir);
+            }
+        }
+        if covered.is_empty() {
+            return Err(io::Error::other("none of /tmp, /var/tmp, /dev/shm exists"));
+        }
+        let pool = Arc::new(PrivateTmp {
+            covered,
+            visible,
+            size,
+            free: Mutex::new(Vec::new()),
+        });
+        let slot = pool.make_slot()?;
+        pool.check_join(&slot)?;
+        pool.lock().push(slot);
+        Ok(pool)
+    }
+
+    /// For the report: what is covered and how big each tmpfs may grow.
+    pub fn describe(&self) -> String {
+        let list = |paths: &[PathBuf]| {
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "own empty {} per execution (tmpfs of {} MiB each, from a pool of mount \
+             namespaces; {} bound back); /bash shares the sidecar's",
+            list(&self.covered),
+            self.size >> 20,
+            if self.visible.is_empty() {
+                "nothing".to_string()
+            } else {
+                list(&self.visible)
+            }
+        )
+    }
+
+    /// A namespace for one execution: a ready one, else made now. It goes back to the
+    /// pool, emptied, when the last clone of the lease is dropped.
+    pub fn lease(self: &Arc<Self>) -> io::Result<TmpNs> {
+        let (slot, spare) = {
+            let mut free = self.lock();
+            let slot = free.pop();
+            (slot, free.len())
+        };
+        let slot = match slot {
+            Some(slot) => slot,
+            None => self.make_slot()?,
+        };
+        if spare < SPARE {
+            let pool = Arc::clone(self);
+            background::defer(move || match pool.make_slot() {
+                Ok(slot) => pool.lock().push(slot),
+                Err(e) => tracing::warn!("preparing a private /tmp ahead: {e}"),
+            });
+        }
+        Ok(TmpNs(Arc::new(Lease {
+            slot: Some(slot),
+            pool: Arc::clone(self),
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes a namespace in a throwaway thread (its own file-system context, so that
+    /// neither the namespace nor the mounts reach the sidecar's other threads).
+    fn make_slot(&self) -> io::Result<Slot> {
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("private-tmp".into())
+                .spawn_scoped(scope, || self.make_slot_here())?
+                .join()
+                .map_err(|_| io::Error::other("the private /tmp thread panicked"))?
+        })
+    }
+
+    /// Runs in a thread of its own, which it moves into the new namespace.
+    fn make_slot_here(&self) -> io::Result<Slot> {
+        // SAFETY: CLONE_FS gives this thread its own root, cwd and umask first, which
+        // a thread must have to change its mount namespace; nothing else is shared.
+        if unsafe { libc::unshare(libc::CLONE_FS | libc::CLONE_NEWNS) } != 0 {
+            return Err(last_error("unshare(CLONE_NEWNS)"));
+        }
+        // Mounts made here stay here; mounts the host makes later still arrive.
+        mount(
+            None,
+            Path::new("/"),
+            None,
+            libc::MS_REC | libc::MS_SLAVE,
+            None,
+        )?;
+        let mut roots = Vec::new();
+        for dir in &self.covered {
+            // Opened before the tmpfs hides them.
+            let inside: Vec<(PathBuf, File)> = self
+                .visible
+                .iter()
+                .filter(|v| v.starts_with(dir) && *v != dir)
+                .map(|v| {
+                    let fd = fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                        .open(v)
+                        .map_err(|e| annotate(e, "opening", v))?;
+                    Ok((v.strip_prefix(dir).unwrap_or(v).to_path_buf(), fd))
+                })
+                .collect::<io::Result<_>>()?;
+            let options = format!("mode=1777,size={}", self.size);
+            mount(
+                Some(Path::new("tmpfs")),
+                dir,
+                Some("tmpfs"),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                Some(&options),
+            )?;
+            let mut tree = Node::Dir(BTreeMap::new());
+            for (relative, fd) in inside {
+                let target = dir.join(&relative);
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(&target)
+                    .map_err(|e| annotate(e, "creating", &target))?;
+                let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                mount(
+                    Some(&source),
+                    &target,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )?;
+                tree.insert(&relative);
+            }
+            let root = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open(dir)
+                .map_err(|e| annotate(e, "opening", dir))?;
+            roots.push((root.into(), tree));
+        }
+        let ns = File::open("/proc/thread-self/ns/mnt")?.into();
+        Ok(Slot { ns, roots })
+    }
+
+    /// Checks in a forked child that joining the namespace works and leaves every
+    /// visible path reachable.
+    fn check_join(&self, slot: &Slot) -> io::Result<()> {
+        let paths = self
+            .visible
+            .iter()
+            .map(|p| CString::new(p.as_os_str().as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| io::Error::other("NUL byte in a path"))?;
+        let ns = slot.ns.as_raw_fd();
+        // SAFETY: the child only makes system calls on data prepared before the fork,
+        // then `_exit`s.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(last_error("fork"));
+        }
+        if pid == 0 {
+            let mut code = 0;
+            // SAFETY: as above.
+            unsafe {
+                if libc::setns(ns, libc::CLONE_NEWNS) != 0 {
+                    code = 1;
+                }
+                for path in &paths {
+                    if code == 0 && libc::chdir(path.as_ptr()) != 0 {
+                        code = 2;
+                    }
+                }
+                libc::_exit(code);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+            (true, 0) => Ok(()),
+            (true, 1) => Err(io::Error::other("a child cannot join the namespace")),
+            _ => Err(io::Error::other(
+                "a child in the namespace cannot reach the workspace or scratch root",
+            )),
+        }
+    }
+
+    /// Empties a slot's tmpfs and puts it back; drops it if that fails.
+    fn give_back(&self, slot: Slot) {
+        for (root, tree) in &slot.roots {
+            let path = PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
+            if let Err(e) = empty(&path, tree) {
+                tracing::warn!("emptying a private /tmp failed, dropping it: {e}");
+                return;
+            }
+        }
+        self.lock().push(slot);
+    }
+}
+
+impl fmt::Debug for PrivateTmp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateTmp")
+            .field("covered", &self.covered)
+            .field("visible", &self.visible)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Records the directories leading to `relative` and `relative` itself.
+    fn insert(&mut self, relative: &Path) {
+        let mut node = self;
+        let parts: Vec<_> = relative
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(name) => Some(name.to_os_string()),
+                _ => None,
+            })
+            .collect();
+        for (i, name) in parts.iter().enumerate() {
+            let Node::Dir(children) = node else { return };
+            let last = i + 1 == parts.len();
+            node = children.entry(name.clone()).or_insert_with(|| {
+                if last {
+                    Node::BoundBack
+                } else {
+                    Node::Dir(BTreeMap::new())
+                }
+            });
+        }
+    }
+}
+
+/// Removes everything in `dir` but what `tree` says the sidecar made. Never follows a
+/// symbolic link, and never enters a bound-back path.
+fn empty(dir: &Path, tree: &Node) -> io::Result<()> {
+    let Node::Dir(made) = tree else {
+        return Ok(());
+    };
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        match made.get(&entry.file_name()) {
+            Some(inner) => empty(&entry.path(), inner)?,
+            None if entry.file_type()?.is_dir() => fs::remove_dir_all(entry.path())?,
+            None => fs::remove_file(entry.path())?,
+        }
+    }
+    Ok(())
+}
+
+/// A leased namespace; clones share it. Its descriptor is what the child joins.
+#[derive(Clone)]
+pub struct TmpNs(Arc<Lease>);
+
+struct Lease {
+    slot: Option<Slot>,
+    pool: Arc<PrivateTmp>,
+}
+
+impl TmpNs {
+    pub(crate) fn fd(&self) -> RawFd {
+        self.0.slot.as_ref().map_or(-1, |slot| slot.ns.as_raw_fd())
+    }
+}
+
+impl Drop for Lease {
+    /// The last user is gone (every process of the execution is dead): emptied and
+    /// given back on the clean-up thread.
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            let pool = Arc::clone(&self.pool);
+            background::defer(move || pool.give_back(slot));
+        }
+    }
+}
+
+impl PartialEq for TmpNs {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TmpNs {}
+
+impl fmt::Debug for TmpNs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TmpNs").field(&self.fd()).finish()
+    }
+}
+
+fn mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let c = |s: &[u8]| CString::new(s).map_err(|_| io::Error::other("NUL byte in a mount"));
+    let source = source.map(|s| c(s.as_os_str().as_bytes())).transpose()?;
+    let target_c = c(target.as_os_str().as_bytes())?;
+    let fstype = fstype.map(|s| c(s.as_bytes())).transpose()?;
+    let data = data.map(|s| c(s.as_bytes())).transpose()?;
+    let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    // SAFETY: valid C strings (or null where mount(2) allows it).
+    let r = unsafe {
+        libc::mount(
+            ptr(&source),
+            target_c.as_ptr(),
+            ptr(&fstype),
+            flags,
+            ptr(&data).cast(),
+        )
+    };
+    if r != 0 {
+        return Err(last_error(&format!("mount on {}", target.display())));
+    }
+    Ok(())
+}
+
+fn last_error(what: &str) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+fn annotate(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tree_keeps_the_dirs_leading_to_bound_back_paths() {
+        let mut tree = Node::Dir(BTreeMap::new());
+        tree.insert(Path::new("a/b"));
+        tree.insert(Path::new("c"));
+        let Node::Dir(top) = &tree else {
+            panic!("not a dir")
+        };
+        assert_eq!(top.get(OsStr::new("c")), Some(&Node::BoundBack));
+        let Some(Node::Dir(a)) = top.get(OsStr::new("a")) else {
+            panic!("no a")
+        };
+        assert_eq!(a.get(OsStr::new("b")), Some(&Node::BoundBack));
+    }
+
+    #[test]
+    fn emptying_keeps_what_the_sidecar_made_and_does_not_follow_links() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("precious"), "x").unwrap();
+        let dir = root.path();
+        fs::create_dir_all(dir.join("a/b")).unwrap();
+        fs::write(dir.join("a/b/kept"), "x").unwrap();
+        fs::write(dir.join("a/planted"), "x").unwrap();
+        fs::create_dir_all(dir.join("junk/deep")).unwrap();
+        fs::write(dir.join("junk/deep/f"), "x").unwrap();
+        fs::write(dir.join("top"), "x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.join("link")).unwrap();
+        let mut tree = Node::Dir(BTreeMap::new());
+        tree.insert(Path::new("a/b"));
+        empty(dir, &tree).unwrap();
+        let mut left: Vec<_> = walk(dir);
+        left.sort();
+        assert_eq!(left, ["a", "a/b", "a/b/kept"]);
+        assert!(outside.path().join("precious").exists());
+    }
+
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            out.push(entry.file_name().to_string_lossy().into_owned());
+            if entry.file_type().unwrap().is_dir() {
+                for inner in walk(&entry.path()) {
+                    out.push(format!("{}/{inner}", entry.file_name().to_string_lossy()));
+                }
+            }
+        }
+        out
+    }
+
+    use std::ffi::OsStr;
+}
