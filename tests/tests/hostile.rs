@@ -809,16 +809,22 @@ fn files_left_in_tmp_are_not_seen_by_the_next_execution() {
     );
 }
 
+/// Whether executions get their own /tmp; it must be so when the tests run as root.
+fn private_tmp_active(sc: &Sidecar) -> bool {
+    // /proc/self belongs to our effective uid.
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    let active = protection_active(sc, "private_tmp");
+    assert!(active || !root, "as root the private /tmp must be active");
+    active
+}
+
 /// Files planted in /tmp, /var/tmp and /dev/shm for the next run (the peers' suites do)
 /// reach neither the next execution nor one running beside it, nor the host; the
 /// workspace (under /tmp here) is still where the code runs.
 #[test]
 fn files_left_in_tmp_do_not_reach_other_executions() {
     let sc = Arc::new(Sidecar::start());
-    // /proc/self belongs to our effective uid.
-    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
-    if !protection_active(&sc, "private_tmp") {
-        assert!(!root, "as root the private /tmp must be active");
+    if !private_tmp_active(&sc) {
         return;
     }
     let m = unique_marker();
@@ -851,4 +857,60 @@ fn files_left_in_tmp_do_not_reach_other_executions() {
     let v = running.join().unwrap();
     assert_eq!(v["stdout"], format!("{m}\n"), "{v:#}");
     assert_serving(&sc);
+}
+
+/// Two executions at once in one session: each one's `files` lists what it wrote, not
+/// what the other wrote meanwhile (the before/after comparison alone lists both); a
+/// file both wrote is in both lists, and a file the code only renamed is still listed.
+#[test]
+fn concurrent_executions_in_one_session_list_only_their_own_files() {
+    let sc = Arc::new(Sidecar::start());
+    if !private_tmp_active(&sc) {
+        return;
+    }
+    let (_, health) = sc.get("/health");
+    assert!(
+        health.to_string().contains("workspace writes attributed"),
+        "{health:#}"
+    );
+    let (status, v) = sc.post(
+        "/write",
+        &json!({"path": "old.txt", "content": "x", "sessionId": "s"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let paths = |v: &Value| -> Vec<String> {
+        v["files"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v:#}"))
+            .iter()
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = {
+        let sc = Arc::clone(&sc);
+        std::thread::spawn(move || {
+            sc.execute(&json!({
+                "language": "bash", "sessionId": "s", "timeout": 20,
+                "code": "echo a > a.txt; sleep 2; echo a > a2.txt; echo a >> both.txt",
+            }))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let second = sc.execute(&json!({
+        "language": "bash", "sessionId": "s", "timeout": 20,
+        "code": "echo b > b.txt; echo b >> both.txt; mv old.txt renamed.txt; sleep 2",
+    }));
+    let first = first.join().unwrap();
+    assert_eq!(first["status"], "ok", "{first:#}");
+    assert_eq!(second["status"], "ok", "{second:#}");
+    assert_eq!(
+        paths(&second),
+        ["b.txt", "both.txt", "renamed.txt"],
+        "{second:#}"
+    );
+    let first = paths(&first);
+    for own in ["a.txt", "a2.txt", "both.txt"] {
+        assert!(first.contains(&own.to_string()), "{first:?}");
+    }
+    assert!(!first.contains(&"b.txt".to_string()), "{first:?}");
 }

@@ -53,6 +53,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut sandbox_settings = args.exec.sandbox_settings();
     sandbox_settings.visible.push(args.workspace_root.clone());
+    sandbox_settings.workspace = Some(args.workspace_root.clone());
     let sandbox = Arc::new(Sandbox::detect(sandbox_settings));
     for p in sandbox.report() {
         if p.active {

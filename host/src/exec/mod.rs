@@ -8,8 +8,8 @@
 //!   before exec).
 //! - `uid_pool`, `janitor`: without cgroups, a dedicated uid per execution, and the
 //!   sweep that kills everything running as it.
-//! - `private_tmp`: a pool of mount namespaces giving each execution its own /tmp,
-//!   /var/tmp and /dev/shm.
+//! - `private_tmp`, `writers`: a pool of mount namespaces giving each execution its own
+//!   /tmp, /var/tmp and /dev/shm, and telling which execution wrote which workspace file.
 //! - [`background`]: clean-up after an execution, off the request's critical path.
 
 pub mod background;
@@ -22,6 +22,7 @@ pub mod process;
 pub mod sandbox;
 mod spawn;
 mod uid_pool;
+mod writers;
 
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,8 @@
 //! working directory, a few microseconds. Once every process of the execution is dead,
 //! the clean-up thread empties the tmpfs, through descriptors kept on their roots, and
 //! the namespace goes back to the pool. A namespace that cannot be emptied is dropped.
+//! Each namespace also watches its copy of the workspace's mount, to tell apart the
+//! files its execution wrote (exec/writers.rs).
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
@@ -25,6 +27,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::background;
+use super::writers::{FileId, Ledger, Watch};
 
 /// The directories every execution gets its own copy of (those that exist here).
 const COVERED: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
@@ -41,6 +44,11 @@ pub(crate) struct PrivateTmp {
     visible: Vec<PathBuf>,
     /// Bytes each tmpfs may hold.
     size: u64,
+    /// The workspace root, whose writes are attributed to executions.
+    workspace: Option<PathBuf>,
+    /// Whether the first namespace could watch the workspace.
+    watching: bool,
+    ledger: Ledger,
     free: Mutex<Vec<Slot>>,
 }
 
@@ -50,6 +58,9 @@ struct Slot {
     /// The root of each private tmpfs, with the directories made in it to bind the
     /// visible paths back (kept when it is emptied).
     roots: Vec<(OwnedFd, Node)>,
+    /// Files closed after writing on this namespace's mount of the workspace, and the
+    /// workspace root opened through that mount.
+    watch: Option<(Arc<Watch>, OwnedFd)>,
 }
 
 /// What of a tmpfs the sidecar made: a directory leading to bound-back paths, or one of
@@ -63,8 +74,13 @@ enum Node {
 impl PrivateTmp {
     /// Prepares the first namespace and checks that a child can join it and reach every
     /// path of `visible` (made if missing). Fails where mount namespaces cannot be made
-    /// (not root, or a seccomp profile that forbids them).
-    pub fn new(visible: &[PathBuf], size: u64) -> io::Result<Arc<PrivateTmp>> {
+    /// (not root, or a seccomp profile that forbids them). Writes in `workspace` are
+    /// attributed to executions where fanotify can watch it.
+    pub fn new(
+        visible: &[PathBuf],
+        workspace: Option<&Path>,
+        size: u64,
+    ) -> io::Result<Arc<PrivateTmp>> {
         let mut canonical = Vec::new();
         for path in visible {
             fs::DirBuilder::new()
@@ -98,16 +114,21 @@ impl PrivateTmp {
         if covered.is_empty() {
             return Err(io::Error::other("none of /tmp, /var/tmp, /dev/shm exists"));
         }
-        let pool = Arc::new(PrivateTmp {
+        let workspace = workspace.map(fs::canonicalize).transpose()?;
+        let mut pool = PrivateTmp {
             covered,
             visible,
             size,
+            workspace,
+            watching: false,
+            ledger: Ledger::default(),
             free: Mutex::new(Vec::new()),
-        });
+        };
         let slot = pool.make_slot()?;
         pool.check_join(&slot)?;
+        pool.watching = slot.watch.is_some();
         pool.lock().push(slot);
-        Ok(pool)
+        Ok(Arc::new(pool))
     }
 
     /// For the report: what is covered and how big each tmpfs may grow.
@@ -121,13 +142,18 @@ impl PrivateTmp {
         };
         format!(
             "own empty {} per execution (tmpfs of {} MiB each, from a pool of mount \
-             namespaces; {} bound back); /bash shares the sidecar's",
+             namespaces; {} bound back); /bash shares the sidecar's; {}",
             list(&self.covered),
             self.size >> 20,
             if self.visible.is_empty() {
                 "nothing".to_string()
             } else {
                 list(&self.visible)
+            },
+            if self.watching {
+                "workspace writes attributed to their execution (fanotify)"
+            } else {
+                "workspace writes not attributed (no fanotify)"
             }
         )
     }
@@ -151,9 +177,14 @@ impl PrivateTmp {
                 Err(e) => tracing::warn!("preparing a private /tmp ahead: {e}"),
             });
         }
+        let writer = slot
+            .watch
+            .as_ref()
+            .map(|(watch, _)| self.ledger.open(Arc::clone(watch)));
         Ok(TmpNs(Arc::new(Lease {
             slot: Some(slot),
             pool: Arc::clone(self),
+            writer,
         })))
     }
 
@@ -237,8 +268,20 @@ impl PrivateTmp {
                 .map_err(|e| annotate(e, "opening", dir))?;
             roots.push((root.into(), tree));
         }
+        let watch = self.workspace.as_ref().and_then(|path| {
+            let watched = Watch::new(path).and_then(|watch| {
+                let root = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY)
+                    .open(path)?;
+                Ok((Arc::new(watch), OwnedFd::from(root)))
+            });
+            watched
+                .map_err(|e| tracing::debug!("cannot watch {} for writes: {e}", path.display()))
+                .ok()
+        });
         let ns = File::open("/proc/thread-self/ns/mnt")?.into();
-        Ok(Slot { ns, roots })
+        Ok(Slot { ns, roots, watch })
     }
 
     /// Checks in a forked child that joining the namespace works and leaves every
@@ -284,8 +327,12 @@ impl PrivateTmp {
         }
     }
 
-    /// Empties a slot's tmpfs and puts it back; drops it if that fails.
+    /// Empties a slot's tmpfs (and its event queue) and puts it back; drops it if
+    /// that fails.
     fn give_back(&self, slot: Slot) {
+        if let Some((watch, _)) = &slot.watch {
+            watch.drain(&mut std::collections::HashSet::new());
+        }
         for (root, tree) in &slot.roots {
             let path = PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
             if let Err(e) = empty(&path, tree) {
@@ -356,11 +403,45 @@ pub struct TmpNs(Arc<Lease>);
 struct Lease {
     slot: Option<Slot>,
     pool: Arc<PrivateTmp>,
+    /// Its id in the pool's ledger, when its namespace watches the workspace.
+    writer: Option<u64>,
 }
 
 impl TmpNs {
     pub(crate) fn fd(&self) -> RawFd {
         self.0.slot.as_ref().map_or(-1, |slot| slot.ns.as_raw_fd())
+    }
+
+    /// The directory open at `dir` (in the workspace), opened again through this
+    /// namespace's mount of the workspace: writes below it are attributed to this
+    /// execution only when its processes use that mount. Walked from the workspace root
+    /// without following any symlink, and checked to be the same directory; `None` when
+    /// the namespace does not watch the workspace or `dir` is not found that way.
+    pub fn reopen(&self, dir: std::os::fd::BorrowedFd<'_>) -> Option<OwnedFd> {
+        use rustix::fs::{Mode, OFlags};
+        let (_, root) = self.0.slot.as_ref()?.watch.as_ref()?;
+        let workspace = self.0.pool.workspace.as_ref()?;
+        let path = fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
+        let relative = path.strip_prefix(workspace).ok()?;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut here = rustix::fs::openat(root, ".", flags, Mode::empty()).ok()?;
+        for part in relative.components() {
+            let Component::Normal(name) = part else {
+                return None;
+            };
+            here = rustix::fs::openat(&here, name, flags, Mode::empty()).ok()?;
+        }
+        let (a, b) = (rustix::fs::fstat(&here).ok()?, rustix::fs::fstat(dir).ok()?);
+        (a.st_dev == b.st_dev && a.st_ino == b.st_ino).then_some(here)
+    }
+
+    /// Files of the workspace that other executions wrote while this one ran and this
+    /// one did not (see exec/writers.rs).
+    pub fn foreign_writes(&self) -> std::collections::HashSet<FileId> {
+        match self.0.writer {
+            Some(id) => self.0.pool.ledger.foreign(id),
+            None => Default::default(),
+        }
     }
 }
 
@@ -368,6 +449,9 @@ impl Drop for Lease {
     /// The last user is gone (every process of the execution is dead): emptied and
     /// given back on the clean-up thread.
     fn drop(&mut self) {
+        if let Some(id) = self.writer {
+            self.pool.ledger.close(id);
+        }
         if let Some(slot) = self.slot.take() {
             let pool = Arc::clone(&self.pool);
             background::defer(move || pool.give_back(slot));

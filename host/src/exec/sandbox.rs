@@ -49,6 +49,10 @@ pub struct SandboxSettings {
     pub visible: Vec<PathBuf>,
     /// Bytes each private tmpfs may hold.
     pub private_tmp_size: u64,
+    /// The workspace root: with private temporary dirs, files written there are
+    /// attributed to the execution that wrote them (so that an execution's `files`
+    /// leaves out what others running beside it wrote).
+    pub workspace: Option<PathBuf>,
 }
 
 impl Default for SandboxSettings {
@@ -63,6 +67,7 @@ impl Default for SandboxSettings {
             private_tmp: true,
             visible: Vec::new(),
             private_tmp_size: 256 << 20,
+            workspace: None,
         }
     }
 }
@@ -190,7 +195,11 @@ impl Sandbox {
             ));
             None
         } else {
-            match PrivateTmp::new(&settings.visible, settings.private_tmp_size) {
+            match PrivateTmp::new(
+                &settings.visible,
+                settings.workspace.as_deref(),
+                settings.private_tmp_size,
+            ) {
                 Ok(pool) => {
                     report.push(protection("private_tmp", true, pool.describe()));
                     Some(pool)

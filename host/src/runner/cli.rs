@@ -35,6 +35,7 @@ pub fn cli_run(args: RunArgs) -> anyhow::Result<i32> {
     let outcome = runtime.block_on(async {
         let mut settings = args.exec.sandbox_settings();
         settings.visible.push(work_dir.clone());
+        settings.workspace = Some(work_dir.clone());
         let sandbox = Arc::new(Sandbox::detect(settings));
         let executor = Executor::new(args.exec.clone(), sandbox);
         executor

@@ -371,7 +371,27 @@ impl Executor {
                 own_files.push(f.path.clone());
             }
         }
+        // Every command of the execution shares one private /tmp, which also tells
+        // which workspace files it wrote (the snapshot comes after: its writes count
+        // from here).
+        let tmp = self
+            .sandbox
+            .private_tmp()
+            .map_err(|e| ExecuteError::Internal(e.to_string()))?;
+        // Through the namespace's own mount of the workspace, where writes are seen.
+        let work = match (&tmp, &work.fd) {
+            (Some(tmp), Some(fd)) => match tmp.reopen(std::os::fd::AsFd::as_fd(fd)) {
+                Some(fd) => PinnedDir::from_fd(fd),
+                None => work,
+            },
+            _ => work,
+        };
         let before = work.snapshot();
+        let others = || {
+            tmp.as_ref()
+                .map(crate::exec::TmpNs::foreign_writes)
+                .unwrap_or_default()
+        };
 
         // 3. The environment every command shares.
         let base_env = self.base_env(settings, &scratch_str, &work_str);
@@ -383,11 +403,7 @@ impl Executor {
             env
         };
 
-        // 4. Compile. Every command of the execution shares one private /tmp.
-        let tmp = self
-            .sandbox
-            .private_tmp()
-            .map_err(|e| ExecuteError::Internal(e.to_string()))?;
+        // 4. Compile.
         let mut compile: Option<Stage> = None;
         for cmd in &plan.compile {
             let cwd = cmd
@@ -420,7 +436,7 @@ impl Executor {
                     Status::MemoryLimit => Status::MemoryLimit,
                     _ => Status::CompileError,
                 };
-                let files = before.changes(&work.snapshot(), &own_files);
+                let files = before.changes(&work.snapshot(), &own_files, &others());
                 return Ok(ExecuteOutcome {
                     status,
                     compile: Some(c),
@@ -450,9 +466,9 @@ impl Executor {
             },
         );
         spec.stdin = req.stdin;
-        spec.private_tmp = tmp;
+        spec.private_tmp = tmp.clone();
         let run = Stage::from_outcome(run_process(&self.sandbox, spec, None).await?);
-        let files = before.changes(&work.snapshot(), &own_files);
+        let files = before.changes(&work.snapshot(), &own_files, &others());
         Ok(ExecuteOutcome {
             status: run.status(),
             compile,

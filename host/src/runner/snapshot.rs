@@ -2,7 +2,7 @@
 //! snapshot taken before with one taken after (not by listing alone, so a modified file
 //! is reported too).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
@@ -25,6 +25,7 @@ const SKIP_DIRS: [&str; 4] = [".git", "node_modules", "__pycache__", ".cache"];
 struct Stamp {
     size: u64,
     mtime_ns: i128,
+    dev: u64,
     ino: u64,
 }
 
@@ -96,6 +97,7 @@ impl Snapshot {
                                 size: st.st_size as u64,
                                 mtime_ns: st.st_mtime as i128 * 1_000_000_000
                                     + st.st_mtime_nsec as i128,
+                                dev: st.st_dev,
                                 ino: st.st_ino,
                             },
                         );
@@ -107,12 +109,22 @@ impl Snapshot {
         Snapshot(map)
     }
 
-    /// Files in `after` that are new or changed since `self`, minus `exclude`, sorted.
-    pub fn changes(&self, after: &Snapshot, exclude: &[String]) -> Vec<ChangedFile> {
+    /// Files in `after` that are new or changed since `self`, minus `exclude` and the
+    /// files (device, inode) in `others` (written by other executions), sorted.
+    pub fn changes(
+        &self,
+        after: &Snapshot,
+        exclude: &[String],
+        others: &HashSet<(u64, u64)>,
+    ) -> Vec<ChangedFile> {
         let mut out: Vec<ChangedFile> = after
             .0
             .iter()
-            .filter(|(path, stamp)| self.0.get(*path) != Some(stamp) && !exclude.contains(path))
+            .filter(|(path, stamp)| {
+                self.0.get(*path) != Some(stamp)
+                    && !exclude.contains(path)
+                    && !others.contains(&(stamp.dev, stamp.ino))
+            })
             .map(|(path, stamp)| {
                 let ms = (stamp.mtime_ns / 1_000_000) as i64;
                 ChangedFile {
@@ -194,7 +206,7 @@ mod tests {
         std::fs::write(dir.path().join("code.py"), "x").unwrap();
         let after = Snapshot::take(dir.path());
         let paths: Vec<_> = before
-            .changes(&after, &["code.py".into()])
+            .changes(&after, &["code.py".into()], &HashSet::new())
             .into_iter()
             .map(|c| c.path)
             .collect();
