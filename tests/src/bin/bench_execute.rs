@@ -502,7 +502,11 @@ fn main() {
          and +21 µs; Python hello +0.18, +0.35, -0.01, +0.26 and -0.09 ms, within this \
          host's noise: a harness spawning Python directly, alone or into such a \
          namespace, 500 interleaved runs four times, measured +0.00 to +0.10 ms (mean \
-         +0.03).\n\
+         +0.03). A namespace is made in ~0.25 ms (ahead, on the clean-up thread) and \
+         reused: dropping one waits ~1 ms for an RCU grace period. Telling which \
+         execution wrote which file (a fanotify group per namespace, the work dir \
+         opened again through the namespace's mount, the event queue read at the end) \
+         added +7 and +18 µs to `/bin/true` (interleaved A/B, each order once).\n\
          - **this VM and wake-ups**: the guest runs nested (`nested_pvm=1` on its \
          kernel command line) with `cpuidle_haltpoll` and no halt polling: a \
          `perf bench sched pipe` round trip takes 73 µs between the two vCPUs and 6.4 \
