@@ -133,22 +133,27 @@ impl PrivateTmp {
 
     /// For the report: what is covered and how big each tmpfs may grow.
     pub fn describe(&self) -> String {
-        let list = |paths: &[PathBuf]| {
+        let list = |paths: &mut dyn Iterator<Item = &PathBuf>| {
             paths
-                .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let bound_back = list(
+            &mut self
+                .visible
+                .iter()
+                .filter(|v| self.covered.iter().any(|c| v.starts_with(c))),
+        );
         format!(
             "own empty {} per execution (tmpfs of {} MiB each, from a pool of mount \
              namespaces; {} bound back); /bash shares the sidecar's; {}",
-            list(&self.covered),
+            list(&mut self.covered.iter()),
             self.size >> 20,
-            if self.visible.is_empty() {
+            if bound_back.is_empty() {
                 "nothing".to_string()
             } else {
-                list(&self.visible)
+                bound_back
             },
             if self.watching {
                 "workspace writes attributed to their execution (fanotify)"
