@@ -214,12 +214,27 @@ fn timeouts_alias_clamp_and_multiplier() {
     assert_eq!(v["stdout"], "slept\n");
     let v = sc.execute(&json!({"language": "bash", "code": code, "timeoutSeconds": 1}));
     assert_eq!(v["status"], "timeout", "{v:#}");
+}
 
-    // Nonsense timeouts mean the default.
-    let v = sc.execute(&json!({"language": "bash", "code": "echo ok", "timeout": 0}));
-    assert_eq!(v["status"], "ok", "{v:#}");
-    let v = sc.execute(&json!({"language": "bash", "code": "echo ok", "timeout": -5}));
-    assert_eq!(v["status"], "ok", "{v:#}");
+/// No timeout means the default; zero or less means the maximum, as the runner's
+/// clients expect.
+#[test]
+fn zero_or_negative_timeouts_mean_the_maximum() {
+    let sc = Sidecar::start_with(Options {
+        env: vec![
+            ("SIDECAR_DEFAULT_TIMEOUT".into(), "1".into()),
+            ("SIDECAR_MAX_TIMEOUT".into(), "4".into()),
+        ],
+        ..Options::default()
+    });
+    let code = "sleep 2\necho slept";
+    for timeout in [json!(0), json!(-5), json!(0.0)] {
+        let v = sc.execute(&json!({"language": "bash", "code": code, "timeout": timeout}));
+        assert_eq!(v["status"], "ok", "timeout {timeout}: {v:#}");
+        assert_eq!(v["stdout"], "slept\n");
+    }
+    let v = sc.execute(&json!({"language": "bash", "code": code}));
+    assert_eq!(v["status"], "timeout", "{v:#}");
 }
 
 #[test]

@@ -213,12 +213,14 @@ impl Executor {
     }
 
     /// The run timeout for a request: requested (or the default), clamped to the
-    /// maximum, times the language's multiplier.
+    /// maximum, times the language's multiplier. Zero or less means the maximum, as the
+    /// runner's clients expect.
     pub fn run_timeout(&self, requested: Option<f64>, multiplier: f64) -> Duration {
         let max = self.settings.max_timeout as f64;
         let secs = match requested {
             Some(t) if t > 0.0 && t.is_finite() => t.min(max),
-            _ => (self.settings.default_timeout as f64).min(max),
+            Some(_) => max,
+            None => (self.settings.default_timeout as f64).min(max),
         };
         Duration::from_secs_f64(secs * multiplier)
     }
