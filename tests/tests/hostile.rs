@@ -8,6 +8,7 @@
 //! execution's code file lives).
 
 use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -913,4 +914,48 @@ fn concurrent_executions_in_one_session_list_only_their_own_files() {
         assert!(first.contains(&own.to_string()), "{first:?}");
     }
     assert!(!first.contains(&"b.txt".to_string()), "{first:?}");
+}
+
+/// Directory chains tens of thousands of levels deep in the scratch dir and in /tmp
+/// (the clean-up used to recurse once per level: a stack overflow aborted the sidecar).
+#[test]
+fn very_deep_directory_trees_are_removed_and_the_sidecar_keeps_serving() {
+    let sc = Sidecar::start();
+    if !language_available(&sc, "py") {
+        return;
+    }
+    let code = "import os\n\
+                for base in [os.environ['TMPDIR'], '/tmp', '/dev/shm']:\n\
+                \x20   os.chdir(base)\n\
+                \x20   for i in range(30000):\n\
+                \x20       os.mkdir('a')\n\
+                \x20       os.chdir('a')\n\
+                print('deep')\n";
+    for _ in 0..2 {
+        let v = execute(&sc, "py", code, 60.0);
+        assert_eq!(v["stdout"], "deep\n", "{v:#}");
+    }
+    assert_serving(&sc);
+    // The clean-up thread gets through them (seconds on a disk): what is left of the
+    // scratch root is the dirs made ahead for the next executions, all empty.
+    let scratch = sc.dir.path().join("scratch");
+    let full = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&scratch)
+            .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|dir| std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !full().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let left = full();
+    if !left.is_empty() {
+        // Not through std's recursive removal when the test dir goes.
+        let _ = Command::new("rm").arg("-rf").args(&left).status();
+        panic!("scratch dirs left: {left:?}");
+    }
+    assert_serving(&sc);
 }

@@ -10,7 +10,8 @@
 //!   sweep that kills everything running as it.
 //! - `private_tmp`, `writers`: a pool of mount namespaces giving each execution its own
 //!   /tmp, /var/tmp and /dev/shm, and telling which execution wrote which workspace file.
-//! - [`background`]: clean-up after an execution, off the request's critical path.
+//! - [`background`]: clean-up after an execution, off the request's critical path;
+//!   `tree`: removing the directory trees code leaves there, without recursion.
 
 pub mod background;
 mod cgroup;
@@ -21,6 +22,7 @@ mod private_tmp;
 pub mod process;
 pub mod sandbox;
 mod spawn;
+pub(crate) mod tree;
 mod uid_pool;
 mod writers;
 

@@ -394,8 +394,7 @@ fn empty(dir: &Path, tree: &Node) -> io::Result<()> {
         let entry = entry?;
         match made.get(&entry.file_name()) {
             Some(inner) => empty(&entry.path(), inner)?,
-            None if entry.file_type()?.is_dir() => fs::remove_dir_all(entry.path())?,
-            None => fs::remove_file(entry.path())?,
+            None => super::tree::remove_tree(&entry.path())?,
         }
     }
     Ok(())

@@ -97,6 +97,6 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = crate::exec::tree::remove_tree(&self.0);
     }
 }

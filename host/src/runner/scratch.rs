@@ -177,7 +177,7 @@ impl Inner {
             }
             // A leftover of an earlier sidecar that had the same pid.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                std::fs::remove_dir_all(&path)?;
+                crate::exec::tree::remove_tree(&path)?;
                 mkdir()?;
             }
             Err(e) => return Err(e),
@@ -219,7 +219,12 @@ impl Drop for Inner {
 }
 
 fn remove(path: &Path) {
-    let _ = std::fs::remove_dir_all(path);
+    match crate::exec::tree::remove_tree(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!("removing the scratch dir {}: {e}", path.display());
+        }
+        _ => {}
+    }
 }
 
 /// One execution's scratch dir, removed (on the clean-up thread) when dropped.
