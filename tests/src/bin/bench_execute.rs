@@ -550,7 +550,10 @@ fn main() {
          1.191×. On 2026-12-06 (a fresh guest of the same kind), before the table's \
          run: (a) +0.39 (the previous binary), +0.44, +0.57, +0.40, +0.51 ms; (b) \
          1.115, 1.108, 1.080, 1.191, 1.095×; after the ticker change, the table's run \
-         and two more: (a) +0.50, +0.71, +0.45 ms; (b) 1.043, 1.097, 1.082×.\n\
+         and two more: (a) +0.50, +0.71, +0.45 ms; (b) 1.043, 1.097, 1.082×. Later \
+         that day, with the private /tmp and the write attribution in, four runs before \
+         the table's: (a) +0.55, +0.50, +0.39, +0.39 ms; (b) 1.102, 1.099, 1.095, \
+         1.094×.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
