@@ -112,7 +112,9 @@ impl PrivateTmp {
             }
         }
         if covered.is_empty() {
-            return Err(io::Error::other("none of /tmp, /var/tmp, /dev/shm exists"));
+            return Err(io::Error::other(
+                "none of /tmp, /var/tmp, /dev/shm exists outside the workspace and scratch roots",
+            ));
         }
         let workspace = workspace.map(fs::canonicalize).transpose()?;
         let mut pool = PrivateTmp {
