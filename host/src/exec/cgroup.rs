@@ -838,28 +838,16 @@ fn probe_join(dirs: &[&Path]) -> io::Result<()> {
         .map(|d| OpenOptions::new().write(true).open(d.join("cgroup.procs")))
         .collect::<io::Result<_>>()?;
     let fds: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
-    // SAFETY: the child only calls write(2) and _exit(2), both async-signal-safe, on
-    // memory prepared before the fork.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        for &fd in &fds {
-            // SAFETY: see above.
-            if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
-                unsafe { libc::_exit(1) };
-            }
-        }
-        unsafe { libc::_exit(0) };
-    }
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+    // SAFETY: the child only calls write(2) on memory prepared before the fork.
+    let code = unsafe {
+        super::spawn::probe_in_child(|| {
+            let moved = fds
+                .iter()
+                .all(|&fd| libc::write(fd, b"0".as_ptr().cast(), 1) == 1);
+            libc::c_int::from(!moved)
+        })
+    }?;
+    if code == 0 {
         Ok(())
     } else {
         Err(io::Error::new(

@@ -301,33 +301,23 @@ impl PrivateTmp {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| io::Error::other("NUL byte in a path"))?;
         let ns = slot.ns.as_raw_fd();
-        // SAFETY: the child only makes system calls on data prepared before the fork,
-        // then `_exit`s.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(last_error("fork"));
-        }
-        if pid == 0 {
-            let mut code = 0;
-            // SAFETY: as above.
-            unsafe {
+        // SAFETY: the child only makes system calls on data prepared before the fork.
+        let code = unsafe {
+            super::spawn::probe_in_child(|| {
                 if libc::setns(ns, libc::CLONE_NEWNS) != 0 {
-                    code = 1;
+                    return 1;
                 }
-                for path in &paths {
-                    if code == 0 && libc::chdir(path.as_ptr()) != 0 {
-                        code = 2;
-                    }
+                let reached = paths.iter().all(|path| libc::chdir(path.as_ptr()) == 0);
+                if reached {
+                    0
+                } else {
+                    2
                 }
-                libc::_exit(code);
-            }
-        }
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
-            (true, 0) => Ok(()),
-            (true, 1) => Err(io::Error::other("a child cannot join the namespace")),
+            })
+        }?;
+        match code {
+            0 => Ok(()),
+            1 => Err(io::Error::other("a child cannot join the namespace")),
             _ => Err(io::Error::other(
                 "a child in the namespace cannot reach the workspace or scratch root",
             )),

@@ -420,23 +420,9 @@ fn create_netns() -> io::Result<OwnedFd> {
     .join()
     .map_err(|_| io::Error::other("netns thread panicked"))??;
     let raw = fd.as_raw_fd();
-    // SAFETY: the child only calls setns(2) and _exit(2).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        let code = if unsafe { libc::setns(raw, libc::CLONE_NEWNET) } == 0 {
-            0
-        } else {
-            1
-        };
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+    // SAFETY: the child only calls setns(2).
+    let code = unsafe { super::spawn::probe_in_child(|| libc::setns(raw, libc::CLONE_NEWNET)) }?;
+    if code == 0 {
         Ok(fd)
     } else {
         Err(io::Error::other(

@@ -430,6 +430,38 @@ pub(crate) fn spawn(
     Ok(pid)
 }
 
+/// Runs `child` in a forked child and returns the code it gives (its exit status), for
+/// the probes at start-up: can a child join this cgroup, this namespace? An error means
+/// the fork failed or the child did not exit normally.
+///
+/// # Safety
+/// `child` runs in a fork of a multi-threaded process: only async-signal-safe calls (raw
+/// system calls) on data prepared before, no allocation, no locks.
+pub(crate) unsafe fn probe_in_child(
+    child: impl FnOnce() -> libc::c_int,
+) -> io::Result<libc::c_int> {
+    // SAFETY: the caller's promise about `child`; the child ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let code = child();
+        // SAFETY: ends the forked child.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if libc::WIFEXITED(status) {
+        Ok(libc::WEXITSTATUS(status))
+    } else {
+        Err(io::Error::other("the probing child did not exit normally"))
+    }
+}
+
 /// Children stuck before `execve`. The spawning thread sleeps in `clone` until its
 /// child has exec'd (CLONE_VFORK), and after the child's uid drop a process of user code
 /// (same uid) may send it SIGSTOP, which cannot be blocked: the thread, a tokio worker,
