@@ -442,16 +442,21 @@ impl TmpNs {
 }
 
 impl Drop for Lease {
-    /// The last user is gone (every process of the execution is dead): emptied and
-    /// given back on the clean-up thread.
+    /// The last user is gone (every process of the execution is dead): its writes
+    /// recorded for the executions still running, then emptied and given back, on the
+    /// clean-up thread (off the response's path).
     fn drop(&mut self) {
-        if let Some(id) = self.writer {
-            self.pool.ledger.close(id);
-        }
-        if let Some(slot) = self.slot.take() {
-            let pool = Arc::clone(&self.pool);
-            background::defer(move || pool.give_back(slot));
-        }
+        let writer = self.writer;
+        let slot = self.slot.take();
+        let pool = Arc::clone(&self.pool);
+        background::defer(move || {
+            if let Some(id) = writer {
+                pool.ledger.close(id);
+            }
+            if let Some(slot) = slot {
+                pool.give_back(slot);
+            }
+        });
     }
 }
 
