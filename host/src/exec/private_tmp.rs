@@ -24,6 +24,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::background;
@@ -50,6 +51,10 @@ pub(crate) struct PrivateTmp {
     watching: bool,
     ledger: Ledger,
     free: Mutex<Vec<Slot>>,
+    /// A namespace is being made ahead: one at a time, so that a burst of executions
+    /// that found the pool empty does not queue one each (every namespace is kept, and
+    /// holds a fanotify group, of which a user may have 128).
+    refilling: AtomicBool,
 }
 
 /// One prepared namespace.
@@ -125,6 +130,7 @@ impl PrivateTmp {
             watching: false,
             ledger: Ledger::default(),
             free: Mutex::new(Vec::new()),
+            refilling: AtomicBool::new(false),
         };
         let slot = pool.make_slot()?;
         pool.check_join(&slot)?;
@@ -177,11 +183,14 @@ impl PrivateTmp {
             Some(slot) => slot,
             None => self.make_slot()?,
         };
-        if spare < SPARE {
+        if spare < SPARE && !self.refilling.swap(true, Ordering::AcqRel) {
             let pool = Arc::clone(self);
-            background::defer(move || match pool.make_slot() {
-                Ok(slot) => pool.lock().push(slot),
-                Err(e) => tracing::warn!("preparing a private /tmp ahead: {e}"),
+            background::defer(move || {
+                match pool.make_slot() {
+                    Ok(slot) => pool.lock().push(slot),
+                    Err(e) => tracing::warn!("preparing a private /tmp ahead: {e}"),
+                }
+                pool.refilling.store(false, Ordering::Release);
             });
         }
         let writer = slot
@@ -515,6 +524,23 @@ fn annotate(e: io::Error, what: &str, path: &Path) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A burst that finds the pool empty makes what it needs and one more ahead, not
+    /// one more per execution.
+    #[test]
+    fn a_burst_of_leases_refills_the_pool_by_one() {
+        // SAFETY: plain getter.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: mount namespaces need root");
+            return;
+        }
+        let pool = PrivateTmp::new(&[], None, 1 << 20).unwrap();
+        let burst: Vec<TmpNs> = (0..5).map(|_| pool.lease().unwrap()).collect();
+        drop(burst);
+        background::flush(std::time::Duration::from_secs(10));
+        let kept = pool.lock().len();
+        assert!((5..=6).contains(&kept), "{kept} namespaces kept");
+    }
 
     #[test]
     fn the_tree_keeps_the_dirs_leading_to_bound_back_paths() {
