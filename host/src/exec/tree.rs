@@ -52,7 +52,7 @@ pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
 }
 
 /// Removes everything below the directory open at `top`, which stays.
-pub(crate) fn empty_tree(top: OwnedFd) -> io::Result<()> {
+fn empty_tree(top: OwnedFd) -> io::Result<()> {
     let top_id = id(&top)?;
     // The directories entered below `top`: name in the parent, device and inode.
     let mut path: Vec<(CString, (u64, u64))> = Vec::new();
