@@ -525,21 +525,29 @@ fn annotate(e: io::Error, what: &str, path: &Path) -> io::Error {
 mod tests {
     use super::*;
 
-    /// A burst that finds the pool empty makes what it needs and one more ahead, not
-    /// one more per execution.
+    /// A burst that finds the pool empty makes what it needs and at most two more
+    /// ahead, not one more per execution (which kept about twice the burst).
+    ///
+    /// Two, not one: a lease that found the pool empty while the one refill was under
+    /// way makes its own, and the refill then lands unused; the last lease starts one
+    /// more. Which of these happens depends on the clean-up thread's timing.
     #[test]
-    fn a_burst_of_leases_refills_the_pool_by_one() {
+    fn a_burst_of_leases_refills_the_pool_by_at_most_two() {
         // SAFETY: plain getter.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipped: mount namespaces need root");
             return;
         }
+        const BURST: usize = 8;
         let pool = PrivateTmp::new(&[], None, 1 << 20).unwrap();
-        let burst: Vec<TmpNs> = (0..5).map(|_| pool.lease().unwrap()).collect();
+        let burst: Vec<TmpNs> = (0..BURST).map(|_| pool.lease().unwrap()).collect();
         drop(burst);
         background::flush(std::time::Duration::from_secs(10));
         let kept = pool.lock().len();
-        assert!((5..=6).contains(&kept), "{kept} namespaces kept");
+        assert!(
+            (BURST..=BURST + 2).contains(&kept),
+            "{kept} namespaces kept"
+        );
     }
 
     #[test]
