@@ -100,6 +100,16 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
 
     let app = router(state.clone());
+    // TCP first: once the Unix socket accepts, as clients and probes check, every
+    // listener does (and a TCP address in use leaves no socket file behind).
+    let tcp = match args.tcp_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let unix = bind_unix(&args.socket_path, args.socket_mode, args.socket_gid)?;
     let _socket_guard = SocketGuard(args.socket_path.clone());
     tracing::info!(socket = %args.socket_path.display(), "listening on unix socket");
@@ -116,10 +126,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .await
         }));
     }
-    if let Some(addr) = args.tcp_addr {
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    if let Some(tcp) = tcp {
         tracing::info!(addr = %tcp.local_addr()?, auth = args.auth_token.is_some(), "listening on tcp");
         let mut rx = stop_rx.clone();
         servers.push(tokio::spawn(async move {
