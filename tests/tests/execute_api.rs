@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sidecar_tests::{
-    binary, language_available, multipart, plugins_dir, processes_with, repo, timed, unique_marker,
-    Options, Sidecar,
+    assert_error_envelope, binary, language_available, multipart, plugins_dir, processes_with,
+    repo, timed, unique_marker, Options, Sidecar,
 };
 
 /// Slack over a timeout for the wall time around a request.
@@ -655,6 +655,99 @@ fn files_endpoints_upload_list_download_delete() {
     let r = sc.request("POST", "/files", &[("content-type", &content_type)], &body);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(sc.workspace.join("s3/x.txt").exists());
+}
+
+/// What axum's own extractors refuse (a malformed query string, path or multipart
+/// body) used to come back as plain text; it is the envelope like every other error.
+#[test]
+fn files_endpoints_answer_malformed_requests_with_the_envelope() {
+    let sc = Sidecar::start_with(Options {
+        env: vec![("SIDECAR_BODY_LIMIT".into(), "4096".into())],
+        ..Options::default()
+    });
+    // The sidecar answers these before reading the body, and closes: a write that
+    // fails for that is no failure here, the answer is there to read.
+    let send = |method: &str, path: &str, content_type: &str, body: &[u8]| {
+        let mut stream = std::os::unix::net::UnixStream::connect(&sc.socket).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let _ = std::io::Write::write_all(&mut stream, &[head.as_bytes(), body].concat());
+        sidecar_tests::read_response(stream)
+    };
+    let envelope = |r: sidecar_tests::Response, status: u16, what: &str| -> String {
+        assert_eq!(r.status, status, "{what}: {}", r.text());
+        let v = r.json();
+        assert_error_envelope(&v);
+        v["error"].as_str().unwrap().to_string()
+    };
+    for content_type in [
+        "application/json",
+        "multipart/form-data",
+        "multipart/form-data; boundary=xyz",
+    ] {
+        envelope(
+            send("POST", "/files", content_type, b"{}"),
+            400,
+            content_type,
+        );
+    }
+    let r = sc.request("GET", "/files?sessionId=a&sessionId=b", &[], b"");
+    assert!(envelope(r, 400, "two session ids").contains("sessionId"));
+    for method in ["GET", "DELETE"] {
+        let r = sc.request(method, "/files/%FF", &[], b"");
+        assert!(envelope(r, 400, "not UTF-8").contains("UTF-8"));
+    }
+    let (content_type, body) = multipart(&[("files", Some("big.bin"), &[b'x'; 20_000])]);
+    let message = envelope(
+        send("POST", "/files", &content_type, &body),
+        413,
+        "too large",
+    );
+    assert!(
+        message.contains("4096 bytes") && message.contains("SIDECAR_BODY_LIMIT"),
+        "{message}"
+    );
+    assert!(!sc.workspace.join("big.bin").exists());
+}
+
+/// A file name a header cannot carry as is (a newline made the download a 500): the
+/// bytes still come, named exactly in `filename*` and safely in `filename`.
+#[test]
+fn downloads_of_awkward_names_say_the_exact_name() {
+    let sc = Sidecar::start();
+    for (name, encoded, plain) in [
+        ("a\nb", "a%0Ab", "a_b"),
+        ("\u{e9}t\u{e9}.txt", "%C3%A9t%C3%A9.txt", "_t_.txt"),
+        ("say \"hi\".txt", "say%20%22hi%22.txt", "say _hi_.txt"),
+    ] {
+        std::fs::write(sc.workspace.join(name), name).unwrap();
+        let r = sc.request("GET", &format!("/files/{encoded}"), &[], b"");
+        assert_eq!(r.status, 200, "{name:?}: {}", r.text());
+        assert_eq!(r.body, name.as_bytes());
+        let disposition = r.header("content-disposition").unwrap();
+        assert!(
+            disposition.starts_with(&format!("attachment; filename=\"{plain}\"; ")),
+            "{disposition}"
+        );
+        let exact = disposition.split("filename*=UTF-8''").nth(1).unwrap();
+        let mut decoded = Vec::new();
+        let mut bytes = exact.bytes();
+        while let Some(b) = bytes.next() {
+            if b == b'%' {
+                let hex: String = [bytes.next().unwrap(), bytes.next().unwrap()]
+                    .iter()
+                    .map(|&c| c as char)
+                    .collect();
+                decoded.push(u8::from_str_radix(&hex, 16).unwrap());
+            } else {
+                decoded.push(b);
+            }
+        }
+        assert_eq!(String::from_utf8(decoded).unwrap(), name);
+    }
 }
 
 #[test]

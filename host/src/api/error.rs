@@ -45,6 +45,24 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A request axum's own extractors refused (a malformed query string, path or
+/// multipart body): their status, in the envelope rather than as plain text.
+macro_rules! from_rejection {
+    ($($rejection:ty),*) => {$(
+        impl From<$rejection> for ApiError {
+            fn from(r: $rejection) -> Self {
+                ApiError::new(r.status(), r.body_text())
+            }
+        }
+    )*};
+}
+
+from_rejection!(
+    axum::extract::rejection::QueryRejection,
+    axum::extract::rejection::PathRejection,
+    axum::extract::multipart::MultipartRejection
+);
+
 impl From<crate::tools::ToolError> for ApiError {
     fn from(e: crate::tools::ToolError) -> Self {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -6,8 +6,11 @@
 use std::io::Read;
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, Multipart, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -20,6 +23,16 @@ use crate::workspace::{Session, ToolError, ToolErrorKind};
 pub struct SessionQuery {
     #[serde(rename = "sessionId")]
     session_id: Option<String>,
+}
+
+/// The query string, a malformed one answered with the error envelope.
+impl<S: Send + Sync> FromRequestParts<S> for SessionQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(q) = Query::<SessionQuery>::from_request_parts(parts, state).await?;
+        Ok(q)
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -41,6 +54,17 @@ fn path_error(e: ToolError) -> ApiError {
     ApiError::new(status, e.message)
 }
 
+/// A multipart body that could not be read: 413 past the body limit, else 400.
+fn unreadable(what: &str, e: MultipartError, limit: usize) -> ApiError {
+    let status = e.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        let why =
+            format!("larger than the request body limit of {limit} bytes (SIDECAR_BODY_LIMIT)");
+        return ApiError::new(status, format!("{what} is {why}"));
+    }
+    ApiError::new(status, format!("{what}: {}", e.body_text()))
+}
+
 fn session(state: &SharedState, q: &SessionQuery) -> Result<Session, ApiError> {
     Ok(state.workspace.session(q.session_id.as_deref())?)
 }
@@ -48,15 +72,17 @@ fn session(state: &SharedState, q: &SessionQuery) -> Result<Session, ApiError> {
 /// POST /files: saves each uploaded file under its base name; dot-files are skipped.
 pub async fn upload(
     State(state): State<SharedState>,
-    Query(q): Query<SessionQuery>,
-    mut multipart: Multipart,
+    q: SessionQuery,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
+    let mut multipart = multipart?;
+    let limit = state.settings.body_limit;
     let mut files = Vec::new();
     let mut session_id = q.session_id;
     while let Some(field) = multipart
         .next_field()
         .await
-        .map_err(|e| ApiError::bad_request(format!("invalid multipart body: {e}")))?
+        .map_err(|e| unreadable("the multipart body", e, limit))?
     {
         let name = field.name().unwrap_or("").to_string();
         if name == "sessionId" && field.file_name().is_none() {
@@ -64,19 +90,17 @@ pub async fn upload(
                 field
                     .text()
                     .await
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                    .map_err(|e| unreadable("field `sessionId`", e, limit))?,
             );
             continue;
         }
         let Some(file_name) = field.file_name().map(str::to_string) else {
             continue;
         };
-        let data = field.bytes().await.map_err(|e| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("cannot read upload `{file_name}`: {e}"),
-            )
-        })?;
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| unreadable(&format!("upload `{file_name}`"), e, limit))?;
         files.push((file_name, data));
     }
     if files.is_empty() {
@@ -147,10 +171,7 @@ fn listing(session: &Session, rel: &str) -> Result<Vec<Value>, ApiError> {
 }
 
 /// GET /files
-pub async fn list(
-    State(state): State<SharedState>,
-    Query(q): Query<SessionQuery>,
-) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<SharedState>, q: SessionQuery) -> Result<Response, ApiError> {
     let files = blocking(move || listing(&session(&state, &q)?, "")).await?;
     Ok(Json(json!({ "ok": true, "files": files })).into_response())
 }
@@ -158,9 +179,10 @@ pub async fn list(
 /// GET /files/{path}
 pub async fn download(
     State(state): State<SharedState>,
-    Path(path): Path<String>,
-    Query(q): Query<SessionQuery>,
+    path: Result<Path<String>, PathRejection>,
+    q: SessionQuery,
 ) -> Result<Response, ApiError> {
+    let Path(path) = path?;
     blocking(move || {
         let session = session(&state, &q)?;
         let meta = session.metadata(&path).map_err(path_error)?;
@@ -174,15 +196,15 @@ pub async fn download(
             .map_err(|e| ApiError::internal(format!("cannot read {path}: {e}")))?;
         let base = std::path::Path::new(&path)
             .file_name()
-            .map(|b| b.to_string_lossy().replace('"', ""))
+            .map(|b| b.to_string_lossy().into_owned())
             .unwrap_or_default();
         Ok((
             [
-                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
                 (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{base}\""),
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
                 ),
+                (header::CONTENT_DISPOSITION, attachment(&base)),
             ],
             Body::from(data),
         )
@@ -191,12 +213,39 @@ pub async fn download(
     .await
 }
 
+/// `Content-Disposition` for a download named `name` (RFC 6266): a plain ASCII
+/// `filename` with anything a header cannot carry or a client could misread replaced
+/// by `_`, and the exact name percent-encoded in `filename*` when they differ.
+fn attachment(name: &str) -> HeaderValue {
+    let plain: String = name
+        .chars()
+        .map(|c| match c {
+            ' '..='~' if c != '"' && c != '\\' => c,
+            _ => '_',
+        })
+        .collect();
+    let mut value = format!("attachment; filename=\"{plain}\"");
+    if plain != name {
+        value.push_str("; filename*=UTF-8''");
+        for b in name.bytes() {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                value.push(b as char);
+            } else {
+                value.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    // Only printable ASCII is left, which a header value always takes.
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("attachment"))
+}
+
 /// DELETE /files/{path}
 pub async fn delete(
     State(state): State<SharedState>,
-    Path(path): Path<String>,
-    Query(q): Query<SessionQuery>,
+    path: Result<Path<String>, PathRejection>,
+    q: SessionQuery,
 ) -> Result<Response, ApiError> {
+    let Path(path) = path?;
     blocking(move || {
         let session = session(&state, &q)?;
         session.remove_file(&path).map_err(path_error)?;
