@@ -164,6 +164,42 @@ fn oversized_body_gets_413() {
     assert_eq!(sc.ok("/write", &small)["bytes"], 3000);
 }
 
+/// A client that sends half a request head, or nothing, or leaves a connection idle
+/// is let go after SIDECAR_HEADER_TIMEOUT (such connections used to stay open for
+/// good); a request that itself runs longer than that is not cut short.
+#[test]
+fn stalled_connections_are_closed_but_long_requests_are_not() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let sc = Sidecar::start_with(env(&[("SIDECAR_HEADER_TIMEOUT", "1")]));
+    let connect = || {
+        let s = UnixStream::connect(&sc.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    };
+    let mut half = connect();
+    half.write_all(b"POST /read HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let silent = connect();
+    let mut idle = connect();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    // A read that times out fails the test: each must end with the server's close.
+    for (name, mut stream) in [("half a head", half), ("nothing", silent), ("idle", idle)] {
+        let mut got = Vec::new();
+        stream
+            .read_to_end(&mut got)
+            .unwrap_or_else(|e| panic!("{name}: still open: {e}"));
+        if name == "idle" {
+            assert!(String::from_utf8_lossy(&got).contains("healthy"), "{name}");
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(25));
+    let v = sc.execute(&json!({"language": "bash", "code": "sleep 3; echo done"}));
+    assert_eq!(v["stdout"], "done\n", "{v:#}");
+}
+
 // ---------------------------------------------------------------- sessions
 
 /// The original rewrote odd characters to `_`, so `a.b` and `a_b` shared a

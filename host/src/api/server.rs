@@ -114,28 +114,16 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _socket_guard = SocketGuard(args.socket_path.clone());
     tracing::info!(socket = %args.socket_path.display(), "listening on unix socket");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut servers = Vec::new();
-    {
-        let mut rx = stop_rx.clone();
-        let app = app.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(unix, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        }));
-    }
+    let header_timeout = Duration::from_secs(args.header_timeout);
+    let mut servers = vec![tokio::spawn(serve_on(
+        unix,
+        app.clone(),
+        header_timeout,
+        stop_rx.clone(),
+    ))];
     if let Some(tcp) = tcp {
         tracing::info!(addr = %tcp.local_addr()?, auth = args.auth_token.is_some(), "listening on tcp");
-        let mut rx = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(tcp, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        }));
+        servers.push(tokio::spawn(serve_on(tcp, app, header_timeout, stop_rx)));
     }
 
     shutdown.await;
@@ -153,6 +141,56 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("grace period over: killing what still runs");
     }
     Ok(())
+}
+
+/// Serves `app` on `listener` until `stop` turns true; then accepts no more, lets each
+/// open connection finish the request it is on and close, and returns once all have.
+///
+/// A connection that takes longer than `header_timeout` to send a request's head, or
+/// sits idle that long between requests, is closed: one that connects and sends
+/// nothing, or a header a byte at a time, would otherwise hold a task and a descriptor
+/// for good (before any token is checked, on TCP).
+async fn serve_on<L: axum::serve::Listener>(
+    mut listener: L,
+    app: axum::Router,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    // Each connection holds a receiver; `closed` tells when the last one is gone.
+    let (open_tx, open_rx) = watch::channel(());
+    loop {
+        let io = tokio::select! {
+            (io, _) = listener.accept() => io,
+            () = stopped(&mut stop) => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(io), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(open_rx);
+    open_tx.closed().await;
+}
+
+/// Ends when `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// `TCP_HOST` / `TCP_PORT`, as the coding sidecar's later versions took them (host
