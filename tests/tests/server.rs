@@ -198,6 +198,15 @@ fn stalled_connections_are_closed_but_long_requests_are_not() {
     assert!(started.elapsed() < Duration::from_secs(25));
     let v = sc.execute(&json!({"language": "bash", "code": "sleep 3; echo done"}));
     assert_eq!(v["stdout"], "done\n", "{v:#}");
+    // Nor a response that streams for longer.
+    let lines = sc.bash(&json!({"command": "echo a; sleep 3; echo b"}));
+    assert_eq!(lines.last().unwrap()["exitCode"], 0, "{lines:?}");
+    let out: String = lines
+        .iter()
+        .filter(|l| l["type"] == "delta")
+        .map(|l| l["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(out, "a\nb\n");
 }
 
 // ---------------------------------------------------------------- sessions
