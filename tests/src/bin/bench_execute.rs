@@ -540,6 +540,21 @@ fn main() {
          started (the child's set-up got faster, the spawn's return slower, the sum the \
          same), and plan-call deadlines by fuel instead of the epoch ticker (no thread \
          to wake, but +8 µs per plan call for the fuel counting).\n\
+         - **Python's gap, later on 2026-12-06**: what in the plan's environment costs \
+         Python its time, from direct spawns of the same `python3 -u` under each \
+         variant (500-700 interleaved runs, three times): the sidecar's environment and \
+         layout +0.13 ms over the benchmark's own; of which `PYTHONPATH={{workdir}}` \
+         (so that the caller's modules import) +0.04 to +0.09 ms, as every import at \
+         start-up looks in the work dir first; `LANG` and `HOME` within noise. The \
+         runner's layout (the code file in the work dir, no `PYTHONPATH`) measured \
+         0.08-0.14 ms faster, and is not taken: the source would sit where the \
+         session's other executions see it. Per Python execution the sidecar's threads \
+         ran ~0.9 ms of CPU (workers) and ~0.15 ms (clean-up thread) and waited ~1.6 ms \
+         runnable (`/proc/<pid>/task/*/schedstat`): on this guest they queue behind the \
+         child on its vCPU. Tried and reverted: waking the clean-up thread only once \
+         the response is written (a tokio task after the request's own): no difference \
+         measurable here; the sidecar pinned to one vCPU with its children free on \
+         both: worse (+1.0 ms against +0.5-0.6 ms in the same runs).\n\
          - **this VM's noise**: the same direct Python run takes 11 to 18 ms from one \
          minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
          session compare binaries; the table is one run. The runs at the end of the \
@@ -553,7 +568,9 @@ fn main() {
          and two more: (a) +0.50, +0.71, +0.45 ms; (b) 1.043, 1.097, 1.082×. Later \
          that day, with the private /tmp and the write attribution in, four runs before \
          the table's: (a) +0.55, +0.50, +0.39, +0.39 ms; (b) 1.102, 1.099, 1.095, \
-         1.094×.\n\
+         1.094×. Later still, with the /files and server changes in (which /execute \
+         does not go through), five runs: (a) +0.42, +0.51, +0.52, +0.54, +0.39 ms; \
+         (b) 1.089, 1.090, 1.043, 1.093, 1.031×.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
