@@ -462,6 +462,15 @@ impl Sidecar {
 }
 
 /// Parses NDJSON text into values.
+/// The output a /bash stream carried: its `delta` lines' data, in order.
+pub fn streamed_output(lines: &[Value]) -> String {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "delta")
+        .map(|l| l["data"].as_str().unwrap())
+        .collect()
+}
+
 pub fn ndjson(text: &str) -> Vec<Value> {
     text.lines()
         .filter(|l| !l.trim().is_empty())

@@ -1140,11 +1140,7 @@ fn symlink_escapes_are_refused() {
         "sessionId": S,
         "command": "ln -s /etc/passwd leak && ln -s /etc linkdir && ln -s / rootlink && echo planted",
     }));
-    let out: String = lines
-        .iter()
-        .filter(|l| l["type"] == "delta")
-        .map(|l| l["data"].as_str().unwrap())
-        .collect();
+    let out = sidecar_tests::streamed_output(&lines);
     assert_eq!(out, "planted\n", "{lines:?}");
 
     let refused = |endpoint: &str, body: Value| {

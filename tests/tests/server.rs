@@ -201,11 +201,7 @@ fn stalled_connections_are_closed_but_long_requests_are_not() {
     // Nor a response that streams for longer.
     let lines = sc.bash(&json!({"command": "echo a; sleep 3; echo b"}));
     assert_eq!(lines.last().unwrap()["exitCode"], 0, "{lines:?}");
-    let out: String = lines
-        .iter()
-        .filter(|l| l["type"] == "delta")
-        .map(|l| l["data"].as_str().unwrap())
-        .collect();
+    let out = sidecar_tests::streamed_output(&lines);
     assert_eq!(out, "a\nb\n");
 }
 
@@ -325,11 +321,7 @@ fn shared_workspace_puts_every_session_on_the_root() {
         "shared"
     );
     let lines = sc.bash(&json!({"sessionId": "s3", "command": "pwd; cat f.txt"}));
-    let out: String = lines
-        .iter()
-        .filter(|l| l["type"] == "delta")
-        .map(|l| l["data"].as_str().unwrap())
-        .collect();
+    let out = sidecar_tests::streamed_output(&lines);
     assert_eq!(out, format!("{}\nshared", sc.workspace.display()));
     // A bad id is still refused.
     assert_eq!(sc.fails("/ls", &json!({"sessionId": "a.b"})).0, 400);
@@ -564,11 +556,7 @@ fn inflight_bash_finishes_during_shutdown() {
     let r = client.join().unwrap();
     assert_eq!(r.status, 200);
     let lines = ndjson(&r.text());
-    let out: String = lines
-        .iter()
-        .filter(|l| l["type"] == "delta")
-        .map(|l| l["data"].as_str().unwrap())
-        .collect();
+    let out = sidecar_tests::streamed_output(&lines);
     assert_eq!(out, "begin\nfinished\n");
     let last: &Value = lines.last().unwrap();
     assert_eq!(last["type"], "done");
