@@ -54,6 +54,17 @@ pub struct Options {
 }
 
 impl Options {
+    /// A sidecar with these environment variables set.
+    pub fn with_env(pairs: &[(&str, &str)]) -> Options {
+        Options {
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Options::default()
+        }
+    }
+
     /// A sidecar without cgroups (executions get a uid each, swept afterwards), with a
     /// uid range of its own: tests run such sidecars side by side, and one's sweep
     /// would kill the other's processes running as the same uid.

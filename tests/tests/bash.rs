@@ -214,10 +214,7 @@ fn output_over_the_cap_is_dropped_and_flagged() {
 
 #[test]
 fn output_cap_is_configurable_and_per_stream() {
-    let sc = Sidecar::start_with(Options {
-        env: vec![("SIDECAR_OUTPUT_CAP".into(), "1000".into())],
-        ..Default::default()
-    });
+    let sc = Sidecar::start_with(Options::with_env(&[("SIDECAR_OUTPUT_CAP", "1000")]));
     let lines = sc.bash(&json!({"command": "yes a | head -c 5000; yes b | head -c 5000 >&2"}));
     let d = done(&lines);
     assert_eq!(stream_text(&lines, "stdout").len(), 1000);
@@ -264,13 +261,10 @@ fn stdin_is_empty() {
 /// is not visible to commands.
 #[test]
 fn environment_is_clean() {
-    let sc = Sidecar::start_with(Options {
-        env: vec![
-            ("SIDECAR_AUTH_TOKEN".into(), "secret-xyz".into()),
-            ("MADE_UP_SECRET_VAR".into(), "hush-4711".into()),
-        ],
-        ..Default::default()
-    });
+    let sc = Sidecar::start_with(Options::with_env(&[
+        ("SIDECAR_AUTH_TOKEN", "secret-xyz"),
+        ("MADE_UP_SECRET_VAR", "hush-4711"),
+    ]));
     let pid = sc.child.id();
     let body = json!({
         "command": format!("env; echo ---; cat /proc/{pid}/environ; cat /proc/1/environ; true")

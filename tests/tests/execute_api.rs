@@ -149,10 +149,7 @@ fn languages_by_code_alias_and_default() {
     drop(sc);
 
     // The default from SIDECAR_DEFAULT_LANGUAGE (an alias works too).
-    let sc = Sidecar::start_with(Options {
-        env: vec![("SIDECAR_DEFAULT_LANGUAGE".into(), "shell".into())],
-        ..Options::default()
-    });
+    let sc = Sidecar::start_with(Options::with_env(&[("SIDECAR_DEFAULT_LANGUAGE", "shell")]));
     let v = sc.execute(&json!({"code": "echo default"}));
     assert_eq!(v["language"], "bash", "{v}");
     assert_eq!(v["stdout"], "default\n");
@@ -162,10 +159,7 @@ fn languages_by_code_alias_and_default() {
     drop(sc);
 
     // The runner's LANGUAGE variable.
-    let sc = Sidecar::start_with(Options {
-        env: vec![("LANGUAGE".into(), "bash".into())],
-        ..Options::default()
-    });
+    let sc = Sidecar::start_with(Options::with_env(&[("LANGUAGE", "bash")]));
     let v = sc.execute(&json!({"code": "echo from-env"}));
     assert_eq!(v["language"], "bash", "{v}");
     assert_eq!(v["stdout"], "from-env\n");
@@ -220,13 +214,10 @@ fn timeouts_alias_clamp_and_multiplier() {
 /// clients expect.
 #[test]
 fn zero_or_negative_timeouts_mean_the_maximum() {
-    let sc = Sidecar::start_with(Options {
-        env: vec![
-            ("SIDECAR_DEFAULT_TIMEOUT".into(), "1".into()),
-            ("SIDECAR_MAX_TIMEOUT".into(), "4".into()),
-        ],
-        ..Options::default()
-    });
+    let sc = Sidecar::start_with(Options::with_env(&[
+        ("SIDECAR_DEFAULT_TIMEOUT", "1"),
+        ("SIDECAR_MAX_TIMEOUT", "4"),
+    ]));
     let code = "sleep 2\necho slept";
     for timeout in [json!(0), json!(-5), json!(0.0)] {
         let v = sc.execute(&json!({"language": "bash", "code": code, "timeout": timeout}));
@@ -661,10 +652,7 @@ fn files_endpoints_upload_list_download_delete() {
 /// body) used to come back as plain text; it is the envelope like every other error.
 #[test]
 fn files_endpoints_answer_malformed_requests_with_the_envelope() {
-    let sc = Sidecar::start_with(Options {
-        env: vec![("SIDECAR_BODY_LIMIT".into(), "4096".into())],
-        ..Options::default()
-    });
+    let sc = Sidecar::start_with(Options::with_env(&[("SIDECAR_BODY_LIMIT", "4096")]));
     // Answered from the head alone: the request goes in one write.
     let send = |method: &str, path: &str, content_type: &str, body: &[u8]| {
         let headers = [("content-type", content_type)];
@@ -745,13 +733,10 @@ fn downloads_of_awkward_names_say_the_exact_name() {
 
 #[test]
 fn busy_is_503_with_retry_after() {
-    let sc = Sidecar::start_with(Options {
-        env: vec![
-            ("SIDECAR_MAX_CONCURRENT".into(), "1".into()),
-            ("SIDECAR_MAX_QUEUE".into(), "0".into()),
-        ],
-        ..Options::default()
-    });
+    let sc = Sidecar::start_with(Options::with_env(&[
+        ("SIDECAR_MAX_CONCURRENT", "1"),
+        ("SIDECAR_MAX_QUEUE", "0"),
+    ]));
     let m = unique_marker();
     let socket = sc.socket.clone();
     let code = format!("sleep 3.{m}\necho first");

@@ -276,10 +276,10 @@ fn memory_floods_hit_the_memory_limit() {
 #[test]
 fn disk_fill_is_stopped_by_the_file_size_limit() {
     let limit_mb = 16u64;
-    let sc = Sidecar::start_with(Options {
-        env: vec![("SIDECAR_MAX_FILE_MB".into(), limit_mb.to_string())],
-        ..Options::default()
-    });
+    let sc = Sidecar::start_with(Options::with_env(&[(
+        "SIDECAR_MAX_FILE_MB",
+        &limit_mb.to_string(),
+    )]));
     let dd = |file: &str| format!("exec dd if=/dev/zero of={file} bs=1M count=100000");
     let v = execute(&sc, "bash", &dd("big"), 30.0);
     assert_eq!(v["status"], "signal", "{v:#}");
@@ -373,13 +373,10 @@ fn post_auth(sc: &Sidecar, path: &str, body: &Value) -> (u16, Value) {
 #[test]
 fn the_sidecars_secrets_are_not_visible() {
     let secret = "hunter2-value-7f3a";
-    let sc = Sidecar::start_with(Options {
-        env: vec![
-            ("SIDECAR_AUTH_TOKEN".into(), "topsecret".into()),
-            ("SECRET_X".into(), secret.into()),
-        ],
-        ..Options::default()
-    });
+    let sc = Sidecar::start_with(Options::with_env(&[
+        ("SIDECAR_AUTH_TOKEN", "topsecret"),
+        ("SECRET_X", secret),
+    ]));
     let pid = sc.pid();
     // (Without a body: the sidecar answers 401 without reading one, and a client still
     // writing it could get EPIPE.)
@@ -699,10 +696,10 @@ fn a_work_dir_swapped_for_a_symlink_while_queued_is_not_followed() {
     // One execution at a time: the second request waits in the queue, its work dir
     // already checked, while the first (the attacker, in the same session) replaces
     // that directory with a symlink to a directory of the host.
-    let sc = Arc::new(Sidecar::start_with(Options {
-        env: vec![("SIDECAR_MAX_CONCURRENT".into(), "1".into())],
-        ..Options::default()
-    }));
+    let sc = Arc::new(Sidecar::start_with(Options::with_env(&[(
+        "SIDECAR_MAX_CONCURRENT",
+        "1",
+    )])));
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().join("host-dir");
     std::fs::create_dir(&target).unwrap();

@@ -13,16 +13,6 @@ use sidecar_tests::{
     Sidecar,
 };
 
-fn env(pairs: &[(&str, &str)]) -> Options {
-    Options {
-        env: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    }
-}
-
 fn json_post(sc: &Sidecar, path: &str, body: &[u8]) -> Response {
     one(
         sc,
@@ -149,7 +139,7 @@ fn errors_use_the_envelope_with_the_right_status() {
 /// 413 with the envelope, and nothing is written.
 #[test]
 fn oversized_body_gets_413() {
-    let sc = Sidecar::start_with(env(&[("SIDECAR_BODY_LIMIT", "4096")]));
+    let sc = Sidecar::start_with(Options::with_env(&[("SIDECAR_BODY_LIMIT", "4096")]));
     let big = json!({"path": "big.txt", "content": "x".repeat(20_000)}).to_string();
     for path in ["/write", "/bash", "/read"] {
         let r = json_post(&sc, path, big.as_bytes());
@@ -171,7 +161,7 @@ fn oversized_body_gets_413() {
 fn stalled_connections_are_closed_but_long_requests_are_not() {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
-    let sc = Sidecar::start_with(env(&[("SIDECAR_HEADER_TIMEOUT", "1")]));
+    let sc = Sidecar::start_with(Options::with_env(&[("SIDECAR_HEADER_TIMEOUT", "1")]));
     let connect = || {
         let s = UnixStream::connect(&sc.socket).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -306,7 +296,7 @@ fn sessions_are_isolated_and_no_session_means_the_root() {
 
 #[test]
 fn shared_workspace_puts_every_session_on_the_root() {
-    let sc = Sidecar::start_with(env(&[("SHARED_WORKSPACE", "1")]));
+    let sc = Sidecar::start_with(Options::with_env(&[("SHARED_WORKSPACE", "1")]));
     sc.ok(
         "/write",
         &json!({"sessionId": "s1", "path": "f.txt", "content": "shared"}),
@@ -340,7 +330,7 @@ fn tcp(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8
 fn bearer_auth_on_tcp() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let sc = Sidecar::start_with(env(&[
+    let sc = Sidecar::start_with(Options::with_env(&[
         ("TCP_ADDR", &addr),
         ("SIDECAR_AUTH_TOKEN", "s3cret-token"),
     ]));
@@ -394,7 +384,7 @@ fn bearer_auth_on_tcp() {
 #[test]
 fn tcp_host_and_port_as_the_coding_sidecar_took_them() {
     let port = free_port();
-    let _sc = Sidecar::start_with(env(&[
+    let _sc = Sidecar::start_with(Options::with_env(&[
         ("TCP_HOST", "127.0.0.1"),
         ("TCP_PORT", &port.to_string()),
         ("SIDECAR_AUTH_TOKEN", "tok"),
@@ -430,7 +420,7 @@ fn tcp_host_and_port_as_the_coding_sidecar_took_them() {
 fn non_loopback_tcp_without_a_token_refuses_to_start() {
     let dir = test_dir();
     let port = free_port();
-    let opts = env(&[("TCP_ADDR", &format!("0.0.0.0:{port}"))]);
+    let opts = Options::with_env(&[("TCP_ADDR", &format!("0.0.0.0:{port}"))]);
     let status = run_until_exit(serve_command(dir.path(), &opts), Duration::from_secs(30))
         .expect("the sidecar must refuse to start, not run");
     assert!(!status.success(), "{status}");
@@ -441,7 +431,7 @@ fn non_loopback_tcp_without_a_token_refuses_to_start() {
     );
     assert!(!dir.path().join("run/sidecar.sock").exists());
     // An empty token is no token.
-    let opts = env(&[
+    let opts = Options::with_env(&[
         ("TCP_ADDR", &format!("0.0.0.0:{port}")),
         ("SIDECAR_AUTH_TOKEN", ""),
     ]);
@@ -528,7 +518,7 @@ fn sigint_also_shuts_down_cleanly() {
 /// its answer is complete, then the process exits 0.
 #[test]
 fn inflight_bash_finishes_during_shutdown() {
-    let mut sc = Sidecar::start_with(env(&[("SIDECAR_GRACE_SECONDS", "30")]));
+    let mut sc = Sidecar::start_with(Options::with_env(&[("SIDECAR_GRACE_SECONDS", "30")]));
     let m = unique_marker();
     let socket = sc.socket.clone();
     let command = format!("echo begin; sleep 1.{m}; echo finished");
@@ -568,7 +558,7 @@ fn inflight_bash_finishes_during_shutdown() {
 /// What still runs when the grace period is over is killed, and the server exits.
 #[test]
 fn shutdown_kills_what_outlives_the_grace_period() {
-    let mut sc = Sidecar::start_with(env(&[("SIDECAR_GRACE_SECONDS", "1")]));
+    let mut sc = Sidecar::start_with(Options::with_env(&[("SIDECAR_GRACE_SECONDS", "1")]));
     let m = unique_marker();
     let mut stream = std::os::unix::net::UnixStream::connect(&sc.socket).unwrap();
     stream
@@ -658,7 +648,7 @@ fn healthcheck_command_answers_for_liveness_and_readiness() {
 #[test]
 fn socket_gid_and_mode_are_applied() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let sc = Sidecar::start_with(env(&[
+    let sc = Sidecar::start_with(Options::with_env(&[
         ("SIDECAR_SOCKET_GID", "4242"),
         ("SIDECAR_SOCKET_MODE", "600"),
     ]));
@@ -679,7 +669,7 @@ fn bash_network_setting_lets_bash_reach_loopback() {
     assert_eq!(lines[0]["data"], "refused\n", "{lines:?}");
     drop(sc);
     // SIDECAR_BASH_NETWORK=1: it may connect.
-    let sc = Sidecar::start_with(env(&[("SIDECAR_BASH_NETWORK", "1")]));
+    let sc = Sidecar::start_with(Options::with_env(&[("SIDECAR_BASH_NETWORK", "1")]));
     let lines = sc.bash(&json!({"command": cmd}));
     assert_eq!(lines[0]["data"], "connected\n", "{lines:?}");
 }
