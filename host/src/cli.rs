@@ -100,8 +100,19 @@ impl PluginArgs {
     /// Loads everything, logging load errors and warnings.
     pub fn registry(&self) -> anyhow::Result<(Arc<Runtime>, Registry)> {
         let runtime = self.runtime()?;
-        let registry =
-            plugins::load_registry(&runtime, &self.plugins_dir(), &self.languages_file(), None)?;
+        let languages = self.languages_file();
+        if !languages.exists() {
+            // A file asked for by name that is not there is likely a mistake; no file
+            // where none was asked for is the plugins' defaults, as documented.
+            if self.languages_file.is_some() {
+                tracing::warn!(path = %languages.display(), "no such languages file: plugin defaults only");
+            } else {
+                tracing::info!(
+                    "no ./languages.toml or /etc/sidecar/languages.toml: plugin defaults only"
+                );
+            }
+        }
+        let registry = plugins::load_registry(&runtime, &self.plugins_dir(), &languages, None)?;
         for e in &registry.plugins.errors {
             tracing::error!("plugin not loaded: {e}");
         }

@@ -9,7 +9,11 @@ fn main() {
         Command::Serve(args) => args.log_format.eq_ignore_ascii_case("json"),
         _ => std::env::var("SIDECAR_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")),
     };
-    sidecar::api::logging::init(json_logs);
+    let level = match &cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    sidecar::api::logging::init(json_logs, level);
     let result = match cli.command {
         Command::Serve(args) => sidecar::api::serve(*args),
         Command::Run(args) => sidecar::runner::cli::cli_run(args),

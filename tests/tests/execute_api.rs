@@ -165,6 +165,49 @@ fn languages_by_code_alias_and_default() {
     assert_eq!(v["stdout"], "from-env\n");
 }
 
+/// The runner's clients may send JSON with no `Content-Type` (Python's
+/// `requests.post(url, data=json.dumps(body))` sends none): read as JSON, like the
+/// runner did. From a browser (an `Origin` header) only a JSON type is taken, and a
+/// type that is not JSON is refused from anyone.
+#[test]
+fn a_body_without_a_content_type_is_read_as_json_unless_from_a_browser() {
+    let sc = Sidecar::start_with(Options::with_env(&[("LANGUAGE", "bash")]));
+    let body = json!({"code": "echo untyped", "timeout": 10}).to_string();
+    let r = sc.request("POST", "/execute", &[], body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["stdout"], "untyped\n");
+    // The file tools read it the same way.
+    let write = json!({"path": "untyped.txt", "content": "x"}).to_string();
+    let r = sc.request("POST", "/write", &[], write.as_bytes());
+    assert_eq!(
+        (r.status, r.json()["ok"].clone()),
+        (200, json!(true)),
+        "{}",
+        r.text()
+    );
+
+    let origin = [("origin", "http://example.com")];
+    let r = sc.request("POST", "/execute", &origin, body.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(error_of(&r.json()).contains("Content-Type"), "{}", r.text());
+    let typed = [
+        ("origin", "http://example.com"),
+        ("content-type", "application/json"),
+    ];
+    let r = sc.request("POST", "/execute", &typed, body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        let r = sc.request(
+            "POST",
+            "/execute",
+            &[("content-type", content_type)],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 400, "{content_type}: {}", r.text());
+        sidecar_tests::assert_error_envelope(&r.json());
+    }
+}
+
 #[test]
 fn timeouts_alias_clamp_and_multiplier() {
     let (_dir, languages) = languages_with(

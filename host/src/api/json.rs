@@ -1,10 +1,16 @@
 //! The JSON body extractor: like axum's `Json`, but every rejection (wrong content
 //! type, invalid JSON, wrong field types, body too large) answers with the error
 //! envelope and a message a person can act on.
+//!
+//! A body with no `Content-Type` at all is read as JSON, as the KubeCodeRun runner
+//! (FastAPI) reads it: its clients' `requests.post(url, data=json.dumps(...))` sends
+//! none. Not from a browser (a request with an `Origin` header): a page can send a body
+//! without a type to another origin without asking first, so only a JSON type is taken
+//! from one, which a page cannot send across origins unasked.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -18,7 +24,14 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(mut req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers_mut();
+        if !headers.contains_key(header::CONTENT_TYPE) && !headers.contains_key(header::ORIGIN) {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(JsonBody(v)),
             Err(rejection) => Err(explain(rejection)),

@@ -42,7 +42,6 @@ pub fn load_registry(
     let file = if languages.exists() {
         LanguagesFile::load(languages)?
     } else {
-        tracing::warn!(path = %languages.display(), "no languages.toml: serving plugin defaults");
         LanguagesFile::default()
     };
     let set = PluginSet::load_dir(runtime, dir, previous);
