@@ -67,7 +67,52 @@ fn explain(rejection: JsonRejection) -> ApiError {
 
 /// axum's messages start with a generic prefix; keep the part that says what is wrong.
 fn inner(text: &str) -> String {
-    text.split_once(": ")
-        .map(|(_, rest)| rest.to_string())
-        .unwrap_or_else(|| text.to_string())
+    in_words(text.split_once(": ").map_or(text, |(_, rest)| rest))
+}
+
+/// A deserializer's message with Rust's type names said in words: `expected f64` is
+/// `expected a number`.
+pub(super) fn in_words(message: &str) -> String {
+    let mut message = message.to_string();
+    for (rust, words) in [
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("u64", "a whole number >= 0"),
+        ("u32", "a whole number >= 0"),
+        ("usize", "a whole number >= 0"),
+        ("i64", "a whole number"),
+        ("i32", "a whole number"),
+    ] {
+        let expected = format!("expected {rust}");
+        if message.ends_with(&expected) {
+            message.truncate(message.len() - rust.len());
+            message.push_str(words);
+        }
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{in_words, inner};
+
+    #[test]
+    fn rust_type_names_are_said_in_words() {
+        assert_eq!(
+            inner("Failed to deserialize the JSON body into the target type: `timeout`: invalid type: string \"5\", expected f64"),
+            "`timeout`: invalid type: string \"5\", expected a number"
+        );
+        assert_eq!(
+            inner("x: `limit`: invalid value: integer `-1`, expected u64"),
+            "`limit`: invalid value: integer `-1`, expected a whole number >= 0"
+        );
+        assert_eq!(
+            inner("x: `path`: expected a string"),
+            "`path`: expected a string"
+        );
+        assert_eq!(
+            in_words("invalid type: boolean `true`, expected i64"),
+            "invalid type: boolean `true`, expected a whole number"
+        );
+    }
 }

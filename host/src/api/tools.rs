@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::ok_result;
-use super::json::JsonBody;
+use super::json::{in_words, JsonBody};
 use super::{ApiError, SharedState};
 use crate::tools;
 use crate::workspace::{Session, ToolError};
@@ -32,10 +32,11 @@ pub fn session_and_request<R: DeserializeOwned>(
     };
     let request: R = serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
+        let message = in_words(&e.inner().to_string());
         ApiError::bad_request(if path == "." {
-            format!("invalid request: {}", e.inner())
+            format!("invalid request: {message}")
         } else {
-            format!("invalid request: `{path}`: {}", e.inner())
+            format!("invalid request: `{path}`: {message}")
         })
     })?;
     let session = state.workspace.session(session_id.as_deref())?;
