@@ -40,6 +40,7 @@ fn assert_stage(stage: &Value) {
         "signal",
         "timedOut",
         "durationMs",
+        "cpuTimeMs",
         "stdoutTruncated",
         "stderrTruncated",
     ];
@@ -54,6 +55,7 @@ fn assert_stage(stage: &Value) {
     assert!(stage["signal"].is_string() || stage["signal"].is_null());
     assert!(stage["timedOut"].is_boolean());
     assert!(stage["durationMs"].is_u64());
+    assert!(stage["cpuTimeMs"].is_u64() || stage["cpuTimeMs"].is_null());
     assert!(stage["stdoutTruncated"].is_boolean() && stage["stderrTruncated"].is_boolean());
 }
 
@@ -163,6 +165,37 @@ fn languages_by_code_alias_and_default() {
     let v = sc.execute(&json!({"code": "echo from-env"}));
     assert_eq!(v["language"], "bash", "{v}");
     assert_eq!(v["stdout"], "from-env\n");
+}
+
+/// Each stage reports the CPU time of its processes, waited-for children included,
+/// apart from the time it took: a program that sleeps takes time but little CPU.
+#[test]
+fn stages_report_their_cpu_time() {
+    let sc = Sidecar::start();
+    let busy = sc.execute(&json!({
+        "language": "bash",
+        "code": "yes > /dev/null & pid=$!; sleep 0.5; kill $pid; wait $pid; echo done",
+    }));
+    assert_eq!(busy["stdout"], "done\n", "{busy}");
+    let cpu = busy["run"]["cpuTimeMs"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{busy}"));
+    assert!(
+        cpu >= 100,
+        "`yes` ran 0.5 s but used {cpu} ms of CPU: {busy}"
+    );
+
+    let idle = sc.execute(&json!({"language": "bash", "code": "sleep 0.4"}));
+    let (cpu, took) = (
+        idle["run"]["cpuTimeMs"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{idle}")),
+        idle["run"]["durationMs"].as_u64().unwrap(),
+    );
+    assert!(
+        took >= 400 && cpu < 200,
+        "sleeping: {cpu} ms of CPU in {took} ms: {idle}"
+    );
 }
 
 /// The runner's clients may send JSON with no `Content-Type` (Python's

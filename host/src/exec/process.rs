@@ -24,7 +24,7 @@ use super::output::{CappedText, OutputChunk, Stream};
 use super::private_tmp::TmpNs;
 use super::sandbox::Sandbox;
 use super::spawn::{
-    reap, reap_blocking, resolve_program, spawn, ChildSetup, SpawnError, Stdio, Step,
+    reap_blocking, reap_with_cpu_time, resolve_program, spawn, ChildSetup, SpawnError, Stdio, Step,
 };
 use super::uid_pool::UidLease;
 use super::ExecError;
@@ -132,6 +132,9 @@ pub struct ProcessOutcome {
     pub oom_killed: bool,
     /// From spawn to the main process's exit (or the timeout).
     pub duration: Duration,
+    /// CPU time (user and system) of the main process and of the descendants it waited
+    /// for; `None` when it could not be reaped.
+    pub cpu_time: Option<Duration>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     /// Bytes the process wrote, kept or not.
@@ -349,8 +352,8 @@ pub async fn run(
     let status = tokio::time::timeout(KILL_DEADLINE, async {
         exit.wait().await;
         loop {
-            match reap(pid, libc::WNOHANG) {
-                Ok(Some(status)) => return Some(status),
+            match reap_with_cpu_time(pid, libc::WNOHANG) {
+                Ok(Some(reaped)) => return Some(reaped),
                 Ok(None) => tokio::time::sleep(Duration::from_millis(1)).await,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return None,
@@ -405,11 +408,12 @@ fn prepare(spec: &ProcessSpec) -> Result<PathBuf, ExecError> {
 fn outcome(
     mut out: CappedText,
     mut err: CappedText,
-    status: Option<std::process::ExitStatus>,
+    reaped: Option<(std::process::ExitStatus, Duration)>,
     timed_out: bool,
     oom_killed: bool,
     duration: Duration,
 ) -> ProcessOutcome {
+    let status = reaped.map(|(status, _)| status);
     // The readers finished their streams unless the drain was cut short.
     out.finish();
     err.finish();
@@ -425,6 +429,7 @@ fn outcome(
         timed_out,
         oom_killed,
         duration,
+        cpu_time: reaped.map(|(_, cpu)| cpu),
         spawn_error: None,
     }
 }

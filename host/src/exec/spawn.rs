@@ -807,13 +807,33 @@ pub(crate) fn reap(
     pid: libc::pid_t,
     flags: libc::c_int,
 ) -> io::Result<Option<std::process::ExitStatus>> {
+    reap_with_cpu_time(pid, flags).map(|r| r.map(|(status, _)| status))
+}
+
+/// `wait4(pid, flags)`: the wait status and the CPU time (user and system) of the
+/// process and of the descendants it waited for; `Ok(None)` when `WNOHANG` found it
+/// still running. (Not `ru_maxrss`: a child that `execve`s counts the memory its parent
+/// had, the sidecar's, as its own.)
+pub(crate) fn reap_with_cpu_time(
+    pid: libc::pid_t,
+    flags: libc::c_int,
+) -> io::Result<Option<(std::process::ExitStatus, std::time::Duration)>> {
     use std::os::unix::process::ExitStatusExt;
     let mut status = 0;
-    // SAFETY: waitpid(2) on our own child into a local.
-    match unsafe { libc::waitpid(pid, &mut status, flags) } {
+    // SAFETY: zeroed plain C struct, filled in by the kernel.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4(2) on our own child into locals.
+    match unsafe { libc::wait4(pid, &mut status, flags, &mut usage) } {
         0 => Ok(None),
         r if r < 0 => Err(io::Error::last_os_error()),
-        _ => Ok(Some(std::process::ExitStatus::from_raw(status))),
+        _ => {
+            let time = |t: libc::timeval| {
+                std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
+                    + std::time::Duration::from_micros(t.tv_usec.max(0) as u64)
+            };
+            let cpu = time(usage.ru_utime) + time(usage.ru_stime);
+            Ok(Some((std::process::ExitStatus::from_raw(status), cpu)))
+        }
     }
 }
 

@@ -60,6 +60,9 @@ pub struct Stage {
     pub signal: Option<String>,
     pub timed_out: bool,
     pub duration_ms: u64,
+    /// CPU time (user and system) of the stage's processes that were waited for;
+    /// null when the main process could not be reaped.
+    pub cpu_time_ms: Option<u64>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     #[serde(skip)]
@@ -75,6 +78,7 @@ impl Stage {
             signal: o.signal.map(signal_name),
             timed_out: o.timed_out,
             duration_ms: o.duration.as_millis() as u64,
+            cpu_time_ms: o.cpu_time.map(|t| t.as_millis() as u64),
             stdout_truncated: o.stdout_truncated,
             stderr_truncated: o.stderr_truncated,
             oom_killed: o.oom_killed,
@@ -89,6 +93,10 @@ impl Stage {
         self.signal = next.signal;
         self.timed_out |= next.timed_out;
         self.duration_ms += next.duration_ms;
+        self.cpu_time_ms = match (self.cpu_time_ms, next.cpu_time_ms) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
         self.stdout_truncated |= next.stdout_truncated;
         self.stderr_truncated |= next.stderr_truncated;
         self.oom_killed |= next.oom_killed;
