@@ -555,6 +555,27 @@ fn main() {
          the response is written (a tokio task after the request's own): no difference \
          measurable here; the sidecar pinned to one vCPU with its children free on \
          both: worse (+1.0 ms against +0.5-0.6 ms in the same runs).\n\
+         - **Python's gap, a later session**: the sidecar's CPU per execution (its \
+         `utime`+`stime` over 400 back-to-back requests): 0.6 ms for `/bin/true` and \
+         1.2 ms for Python hello over the same code path, user time 0.25 against 0.6 ms. \
+         The profile is flat (no function above 1% of the sidecar's samples): after a \
+         Python run the same work costs twice as much, in cache and TLB misses, and the \
+         request's own steps are on the critical path. The sidecar takes no page fault \
+         per request. `perf sched` of a Python request: the worker runs 0.5 ms from \
+         the request to the `clone`, the child is placed on the other vCPU, and its \
+         `exec` wakes the worker there, behind Python (2.6 ms runnable), where it then \
+         preempts it for ~0.13 ms; from Python's exit to the response 0.35-0.4 ms. \
+         Tried and reverted: pinning the spawning thread to its vCPU while it waits for \
+         the child's `exec` (the child gets its CPUs back first thing, and `exec` \
+         balancing moves it away), so that the worker goes on beside Python, not behind \
+         it: interleaved A/B, +0.90 against +0.82 ms and +0.82 against +0.78 ms, no \
+         better. `/bin/true` itself runs longer from `exec` to exit under the sidecar \
+         (`perf sched`, on-CPU median 0.71-0.81 ms against 0.64-0.67 ms spawned \
+         directly); with cgroups, network namespace, uid drop and private /tmp all off \
+         0.68 ms, and none of them alone makes the difference. The child's set-up asks for \
+         every signal's action and resets those not at their default (~70 `sigaction` \
+         calls, ~0.25 µs each here): ~20 µs, as glibc's `posix_spawn` does too; left \
+         as it is.\n\
          - **this VM's noise**: the same direct Python run takes 11 to 18 ms from one \
          minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
          session compare binaries; the table is one run. The runs at the end of the \
@@ -570,7 +591,9 @@ fn main() {
          the table's: (a) +0.55, +0.50, +0.39, +0.39 ms; (b) 1.102, 1.099, 1.095, \
          1.094×. Later still, with the /files and server changes in (which /execute \
          does not go through), five runs: (a) +0.42, +0.51, +0.52, +0.54, +0.39 ms; \
-         (b) 1.089, 1.090, 1.043, 1.093, 1.031×.\n\
+         (b) 1.089, 1.090, 1.043, 1.093, 1.031×. The next session, before the table's \
+         run (its /execute changes: `wait4` for the CPU time): (a) +0.53, +0.50, \
+         +0.42 ms; (b) 1.071, 1.084, 1.110×.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
