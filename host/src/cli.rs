@@ -160,8 +160,9 @@ pub struct ServeArgs {
     /// Largest request body, in bytes (413 beyond).
     #[arg(long, env = "SIDECAR_BODY_LIMIT", default_value_t = 16 << 20)]
     pub body_limit: usize,
-    /// Seconds a client has to send a request's head, and a connection may sit idle
-    /// between requests, before it is closed (requests themselves may take longer).
+    /// Seconds a client has to send a request's head, may pause inside its body (408),
+    /// and a connection may sit idle between requests, before it is closed (requests
+    /// themselves may take longer).
     #[arg(long, env = "SIDECAR_HEADER_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout: u64,
     /// Seconds in-flight requests get to finish on SIGTERM/SIGINT before what still runs is killed.

@@ -51,6 +51,9 @@ fn explain(rejection: JsonRejection) -> ApiError {
             ApiError::bad_request(format!("invalid request: {}", inner(&e.body_text())))
         }
         JsonRejection::BytesRejection(e) => {
+            if let Some(stalled) = super::idle_body::stalled(&e) {
+                return ApiError::new(StatusCode::REQUEST_TIMEOUT, stalled.to_string());
+            }
             let status = e.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(status, "request body too large (see SIDECAR_BODY_LIMIT)")

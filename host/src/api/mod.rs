@@ -11,6 +11,7 @@ pub mod error;
 pub mod execute;
 pub mod files;
 pub mod health;
+pub mod idle_body;
 pub mod json;
 pub mod logging;
 pub mod metrics;

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
+use hyper::body::Incoming;
+use tower::ServiceExt;
+
+use super::idle_body::IdleBody;
 use super::{router, AppState};
 use crate::cli::ServeArgs;
 use crate::exec::sandbox::Sandbox;
@@ -164,7 +168,13 @@ async fn serve_on<L: axum::serve::Listener>(
             (io, _) = listener.accept() => io,
             () = stopped(&mut stop) => break,
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // A body that stalls fails after the same idle time as a head (api/idle_body.rs).
+        let app = app
+            .clone()
+            .map_request(move |req: axum::extract::Request<Incoming>| {
+                req.map(|body| axum::body::Body::new(IdleBody::new(body, header_timeout)))
+            });
+        let service = hyper_util::service::TowerToHyperService::new(app);
         let mut stop = stop.clone();
         let open = open_rx.clone();
         tokio::spawn(async move {
