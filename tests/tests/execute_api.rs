@@ -41,6 +41,7 @@ fn assert_stage(stage: &Value) {
         "timedOut",
         "durationMs",
         "cpuTimeMs",
+        "memoryPeakBytes",
         "stdoutTruncated",
         "stderrTruncated",
     ];
@@ -56,6 +57,7 @@ fn assert_stage(stage: &Value) {
     assert!(stage["timedOut"].is_boolean());
     assert!(stage["durationMs"].is_u64());
     assert!(stage["cpuTimeMs"].is_u64() || stage["cpuTimeMs"].is_null());
+    assert!(stage["memoryPeakBytes"].is_u64() || stage["memoryPeakBytes"].is_null());
     assert!(stage["stdoutTruncated"].is_boolean() && stage["stderrTruncated"].is_boolean());
 }
 
@@ -168,9 +170,11 @@ fn languages_by_code_alias_and_default() {
 }
 
 /// Each stage reports the CPU time of its processes, waited-for children included,
-/// apart from the time it took: a program that sleeps takes time but little CPU.
+/// apart from the time it took: a program that sleeps takes time but little CPU. And,
+/// with a memory cgroup, the most memory it had at once, its own only (a group
+/// recycled from a larger execution does not pass that one's mark on).
 #[test]
-fn stages_report_their_cpu_time() {
+fn stages_report_their_cpu_time_and_memory_peak() {
     let sc = Sidecar::start();
     let busy = sc.execute(&json!({
         "language": "bash",
@@ -196,6 +200,34 @@ fn stages_report_their_cpu_time() {
         took >= 400 && cpu < 200,
         "sleeping: {cpu} ms of CPU in {took} ms: {idle}"
     );
+
+    if !sidecar_tests::protection_active(&sc, "memory_limit") {
+        return;
+    }
+    const MB: u64 = 1 << 20;
+    // 64 MB in a shell variable.
+    let big = sc.execute(&json!({
+        "language": "bash",
+        "code": "a=$(head -c 67108864 /dev/zero | tr '\\0' x); echo ${#a}",
+    }));
+    assert_eq!(big["stdout"], "67108864\n", "{big}");
+    let peak = big["run"]["memoryPeakBytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{big}"));
+    assert!(
+        peak >= 64 * MB,
+        "a 64 MB string, a peak of {} MB: {big}",
+        peak / MB
+    );
+    for _ in 0..3 {
+        let small = sc.execute(&json!({"language": "bash", "code": "echo small"}));
+        let peak = &small["run"]["memoryPeakBytes"];
+        // (null where the kernel cannot reset a recycled group's mark: v2 before 6.12)
+        assert!(
+            peak.is_null() || peak.as_u64().is_some_and(|p| p < 32 * MB),
+            "`echo small` after the 64 MB one: {small}"
+        );
+    }
 }
 
 /// A body is read as JSON whatever its type, as the peers read it: the runner's

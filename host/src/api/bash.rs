@@ -96,6 +96,8 @@ pub async fn bash(
                 "stderrTruncated": o.stderr_truncated,
                 "truncated": o.stdout_truncated || o.stderr_truncated,
                 "durationMs": o.duration.as_millis() as u64,
+                "cpuTimeMs": o.cpu_time.map(|t| t.as_millis() as u64),
+                "memoryPeakBytes": o.memory_peak,
             }),
             Err(e) => json!({"type": "error", "message": e.to_string()}),
         };

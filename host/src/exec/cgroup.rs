@@ -295,6 +295,7 @@ impl Cgroups {
                 .is_some_and(|bytes| bytes <= RECYCLE_MAX_CHARGE);
         if let Some(count) = reusable.then(|| group.oom_count()).flatten() {
             group.oom_base = count;
+            group.reset_peak();
             let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < 2 * self.pool_size {
                 pool.push(group);
@@ -325,6 +326,8 @@ impl Cgroups {
             oom_file: None,
             pids_current: None,
             v2_dir: None,
+            peak_file: None,
+            peak_is_own: true,
             killed: AtomicBool::new(false),
         };
         let made = (|| {
@@ -387,6 +390,17 @@ impl Cgroups {
                     "memory.oom_control"
                 };
                 group.oom_file = File::open(dir.join(events)).ok();
+                let peak = if group.v2 {
+                    "memory.peak"
+                } else {
+                    "memory.max_usage_in_bytes"
+                };
+                group.peak_file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(dir.join(peak))
+                    .or_else(|_| File::open(dir.join(peak)))
+                    .ok();
             }
             if let Some(dir) = &group.pids {
                 group.pids_current = File::open(dir.join("pids.current")).ok();
@@ -466,6 +480,13 @@ pub(crate) struct ExecCgroup {
     pids_current: Option<File>,
     /// v2: the group's directory, for children made in it (`CLONE_INTO_CGROUP`).
     v2_dir: Option<File>,
+    /// The memory group's high-water mark, `memory.max_usage_in_bytes` (v1) or
+    /// `memory.peak` (v2), open for reading and for resetting (v2 resets per open file,
+    /// so the same descriptor must do both).
+    peak_file: Option<File>,
+    /// The high-water mark counts this execution only: the group is fresh, or it was
+    /// reset when it came back (a v2 kernel before 6.12 cannot reset it).
+    peak_is_own: bool,
     /// A kill round found members: the group is removed, not recycled.
     killed: AtomicBool,
 }
@@ -621,6 +642,42 @@ impl ExecCgroup {
         }
     }
 
+    /// The most memory the group's processes had charged at once during this
+    /// execution (their pages, page cache they brought in, kernel memory), in bytes:
+    /// `None` when the execution did not join the memory group (no memory limit) or
+    /// the mark also counts an earlier execution.
+    pub fn memory_peak(&self) -> Option<u64> {
+        if !self.memory_limited || !self.peak_is_own {
+            return None;
+        }
+        read_whole(self.peak_file.as_ref()?)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Makes the high-water mark count from now on, for the group's next execution:
+    /// first gives back what the last one left charged (page cache of files it wrote;
+    /// the group is empty), so that the mark starts near zero. Call off the critical
+    /// path.
+    fn reset_peak(&mut self) {
+        let Some(dir) = &self.memory else {
+            return;
+        };
+        let (reclaim, amount): (&str, &[u8]) = if self.v2 {
+            ("memory.reclaim", b"16M")
+        } else {
+            ("memory.force_empty", b"0")
+        };
+        // Best effort: what cannot be reclaimed only raises the next mark a little.
+        let _ = write_file(&dir.join(reclaim), amount);
+        self.peak_is_own = self
+            .peak_file
+            .as_ref()
+            .is_some_and(|mut f| f.write_all(b"0").is_ok());
+    }
+
     /// Bytes of memory charged to the group; `Some(0)` without a memory group.
     fn charged(&self) -> Option<u64> {
         let Some(dir) = &self.memory else {
@@ -640,6 +697,7 @@ impl ExecCgroup {
         self.oom_file = None;
         self.pids_current = None;
         self.v2_dir = None;
+        self.peak_file = None;
         let mut result = Ok(());
         for dir in std::mem::take(&mut self.dirs).iter().rev() {
             let mut attempt = 0;

@@ -135,6 +135,9 @@ pub struct ProcessOutcome {
     /// CPU time (user and system) of the main process and of the descendants it waited
     /// for; `None` when it could not be reaped.
     pub cpu_time: Option<Duration>,
+    /// The most memory the execution's processes had charged at once (its memory
+    /// cgroup's high-water mark), in bytes; `None` without a memory cgroup.
+    pub memory_peak: Option<u64>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     /// Bytes the process wrote, kept or not.
@@ -371,8 +374,11 @@ pub async fn run(
     guard.unreaped = false;
 
     let oom_killed = guard.cgroup.as_ref().is_some_and(ExecCgroup::oom_killed);
+    let memory_peak = guard.cgroup.as_ref().and_then(ExecCgroup::memory_peak);
     guard.release();
-    Ok(outcome(out, err, status, timed_out, oom_killed, duration))
+    let mut outcome = outcome(out, err, status, timed_out, oom_killed, duration);
+    outcome.memory_peak = memory_peak;
+    Ok(outcome)
 }
 
 /// Validates the spec and resolves the program.
@@ -430,6 +436,7 @@ fn outcome(
         oom_killed,
         duration,
         cpu_time: reaped.map(|(_, cpu)| cpu),
+        memory_peak: None,
         spawn_error: None,
     }
 }

@@ -63,6 +63,9 @@ pub struct Stage {
     /// CPU time (user and system) of the stage's processes that were waited for;
     /// null when the main process could not be reaped.
     pub cpu_time_ms: Option<u64>,
+    /// The most memory the stage's processes had at once (their memory cgroup's
+    /// high-water mark); null without a memory cgroup.
+    pub memory_peak_bytes: Option<u64>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     #[serde(skip)]
@@ -79,6 +82,7 @@ impl Stage {
             timed_out: o.timed_out,
             duration_ms: o.duration.as_millis() as u64,
             cpu_time_ms: o.cpu_time.map(|t| t.as_millis() as u64),
+            memory_peak_bytes: o.memory_peak,
             stdout_truncated: o.stdout_truncated,
             stderr_truncated: o.stderr_truncated,
             oom_killed: o.oom_killed,
@@ -97,6 +101,7 @@ impl Stage {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
         };
+        self.memory_peak_bytes = self.memory_peak_bytes.max(next.memory_peak_bytes);
         self.stdout_truncated |= next.stdout_truncated;
         self.stderr_truncated |= next.stderr_truncated;
         self.oom_killed |= next.oom_killed;
