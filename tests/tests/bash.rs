@@ -59,7 +59,10 @@ fn streams_ndjson_deltas_then_done() {
     assert_eq!(d["timedOut"], false);
     assert_eq!(d["truncated"], false);
     assert!(d["durationMs"].is_u64() && d["cpuTimeMs"].is_u64(), "{d}");
-    assert!(d["memoryPeakBytes"].is_u64() || d["memoryPeakBytes"].is_null(), "{d}");
+    assert!(
+        d["memoryPeakBytes"].is_u64() || d["memoryPeakBytes"].is_null(),
+        "{d}"
+    );
 }
 
 #[test]

@@ -328,6 +328,7 @@ impl Cgroups {
             v2_dir: None,
             peak_file: None,
             peak_is_own: true,
+            peak_base: 0,
             killed: AtomicBool::new(false),
         };
         let made = (|| {
@@ -487,6 +488,9 @@ pub(crate) struct ExecCgroup {
     /// The high-water mark counts this execution only: the group is fresh, or it was
     /// reset when it came back (a v2 kernel before 6.12 cannot reset it).
     peak_is_own: bool,
+    /// Bytes the last execution left charged when the mark was reset (page cache of
+    /// files it wrote), not counted as this execution's.
+    peak_base: u64,
     /// A kill round found members: the group is removed, not recycled.
     killed: AtomicBool,
 }
@@ -650,32 +654,24 @@ impl ExecCgroup {
         if !self.memory_limited || !self.peak_is_own {
             return None;
         }
-        read_whole(self.peak_file.as_ref()?)
+        let peak: u64 = read_whole(self.peak_file.as_ref()?)
             .ok()?
             .trim()
             .parse()
-            .ok()
+            .ok()?;
+        Some(peak.saturating_sub(self.peak_base))
     }
 
-    /// Makes the high-water mark count from now on, for the group's next execution:
-    /// first gives back what the last one left charged (page cache of files it wrote;
-    /// the group is empty), so that the mark starts near zero. Call off the critical
-    /// path.
+    /// Makes the high-water mark count from now on, for the group's next execution,
+    /// above what the last one left charged (the group is empty; reclaiming that
+    /// instead would drain per-CPU caches with work on every CPU, the next program's
+    /// too). Call off the critical path.
     fn reset_peak(&mut self) {
-        let Some(dir) = &self.memory else {
-            return;
-        };
-        let (reclaim, amount): (&str, &[u8]) = if self.v2 {
-            ("memory.reclaim", b"16M")
-        } else {
-            ("memory.force_empty", b"0")
-        };
-        // Best effort: what cannot be reclaimed only raises the next mark a little.
-        let _ = write_file(&dir.join(reclaim), amount);
         self.peak_is_own = self
             .peak_file
             .as_ref()
             .is_some_and(|mut f| f.write_all(b"0").is_ok());
+        self.peak_base = self.charged().unwrap_or(0);
     }
 
     /// Bytes of memory charged to the group; `Some(0)` without a memory group.
