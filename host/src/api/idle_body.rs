@@ -20,12 +20,16 @@ use tokio::time::{Instant, Sleep};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// `inner`, failing with [`Stalled`] when no frame comes for `idle`.
+/// `inner`, failing with [`Stalled`] when a wait for its next frame lasts `idle`. The
+/// wait starts when the reader asks and nothing is there, so time the reader spends
+/// between two frames (writing a file) is not held against the client.
 pub struct IdleBody<B> {
     inner: B,
     idle: Duration,
-    /// Made at the first wait (most bodies arrive with their head), reset by each frame.
+    /// Made at the first wait (most bodies arrive with their head), re-armed at each.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The last poll found nothing: a wait is under way.
+    waiting: bool,
 }
 
 impl<B> IdleBody<B> {
@@ -34,6 +38,7 @@ impl<B> IdleBody<B> {
             inner,
             idle,
             timer: None,
+            waiting: false,
         }
     }
 }
@@ -81,16 +86,20 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                if let Some(timer) = &mut this.timer {
-                    timer.as_mut().reset(Instant::now() + this.idle);
-                }
+                this.waiting = false;
                 Poll::Ready(frame.map(|r| r.map_err(Into::into)))
             }
             Poll::Pending => {
                 let idle = this.idle;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                let timer = match &mut this.timer {
+                    Some(timer) if !this.waiting => {
+                        timer.as_mut().reset(Instant::now() + idle);
+                        timer
+                    }
+                    Some(timer) => timer,
+                    None => this.timer.insert(Box::pin(tokio::time::sleep(idle))),
+                };
+                this.waiting = true;
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Stalled(idle))))),
                     Poll::Pending => Poll::Pending,
@@ -111,6 +120,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
     use http_body_util::{BodyExt, StreamBody};
 
     fn trickle(
@@ -126,14 +136,26 @@ mod tests {
         StreamBody::new(stream)
     }
 
-    use futures_util::StreamExt;
-
     // Real time (tokio's paused clock is a feature not built here), with wide margins.
     #[tokio::test]
     async fn a_body_that_keeps_coming_is_read_whole() {
         let body = IdleBody::new(trickle(&[300, 300, 300, 300]), Duration::from_secs(1));
         let bytes = body.collect().await.expect("not stalled").to_bytes();
         assert_eq!(&bytes[..], b"xxxx");
+    }
+
+    /// A reader that takes its time between frames (writing them somewhere) does not
+    /// make a prompt client stall.
+    #[tokio::test]
+    async fn time_the_reader_takes_is_not_the_clients() {
+        let mut body = IdleBody::new(trickle(&[0, 0, 0]), Duration::from_millis(300));
+        let mut got = 0;
+        while let Some(frame) = body.frame().await {
+            frame.expect("not stalled");
+            got += 1;
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        assert_eq!(got, 3);
     }
 
     #[tokio::test]
