@@ -354,6 +354,27 @@ fn network_connects_are_refused() {
 }
 
 /// A request with the bearer token.
+/// A setuid-root program (here a copy of `id`, made setuid root in the work dir) runs
+/// with the uid of user code, not as root: every process has no-new-privileges, through
+/// /execute and /bash alike.
+#[test]
+fn setuid_programs_do_not_give_root_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let sc = Sidecar::start();
+    if !sidecar_tests::protection_active(&sc, "uid_drop") {
+        return;
+    }
+    let planted = sc.workspace.join("id-suid");
+    std::fs::copy("/usr/bin/id", &planted).unwrap();
+    std::os::unix::fs::chown(&planted, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let code = "grep NoNewPrivs /proc/self/status; ./id-suid -u";
+    let v = execute(&sc, "bash", code, 10.0);
+    assert_eq!(v["stdout"], "NoNewPrivs:\t1\n65532\n", "{v:#}");
+    let b = bash(&sc, code, 10.0);
+    assert_eq!(b.stdout, "NoNewPrivs:\t1\n65532\n", "{}", b.stderr);
+}
+
 fn post_auth(sc: &Sidecar, path: &str, body: &Value) -> (u16, Value) {
     let r = sc.request(
         "POST",

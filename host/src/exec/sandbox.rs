@@ -244,6 +244,11 @@ impl Sandbox {
 
         report.push(protection("rlimits", true, RLIMITS_DETAIL.into()));
         report.push(protection(
+            "no_new_privs",
+            true,
+            "setuid and file-capability programs run without raising privileges".into(),
+        ));
+        report.push(protection(
             "environment",
             true,
             "cleared: only the variables of the spec; inherited descriptors closed".into(),

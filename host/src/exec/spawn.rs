@@ -181,6 +181,12 @@ impl ChildSetup {
                     return Err(io::Error::last_os_error());
                 }
             }
+            // A setuid-root program (su, mount, passwd) or one with file capabilities
+            // runs without raising anything: user code cannot climb back to root
+            // through one of them.
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
         Ok(())
     }

@@ -817,6 +817,7 @@ async fn report_lists_every_protection() {
         "network_isolation",
         "uid_drop",
         "rlimits",
+        "no_new_privs",
     ] {
         assert!(report.iter().any(|p| p.name == name), "{name} missing");
     }
