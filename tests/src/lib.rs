@@ -51,6 +51,9 @@ pub struct Options {
     /// Leave the scratch root to the sidecar's default (shared with other sidecars)
     /// instead of a `scratch` dir in the test dir.
     pub default_scratch: bool,
+    /// Start the sidecar with this soft limit on open files (as container runtimes
+    /// start processes with 1024).
+    pub open_files_soft_limit: Option<u64>,
 }
 
 impl Options {
@@ -429,6 +432,24 @@ pub fn serve_command(dir: &Path, opts: &Options) -> Command {
     for (k, v) in &opts.env {
         cmd.env(k, v);
     }
+    if let Some(soft) = opts.open_files_soft_limit {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only getrlimit and setrlimit, async-signal-safe, in the forked child.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                limit.rlim_cur = soft.min(limit.rlim_max);
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     cmd
 }
 
@@ -472,7 +493,6 @@ impl Sidecar {
     }
 }
 
-/// Parses NDJSON text into values.
 /// The output a /bash stream carried: its `delta` lines' data, in order.
 pub fn streamed_output(lines: &[Value]) -> String {
     lines
@@ -482,6 +502,7 @@ pub fn streamed_output(lines: &[Value]) -> String {
         .collect()
 }
 
+/// Parses NDJSON text into values.
 pub fn ndjson(text: &str) -> Vec<Value> {
     text.lines()
         .filter(|l| !l.trim().is_empty())

@@ -500,6 +500,46 @@ fn a_bad_languages_toml_edit_keeps_the_old_configuration() {
     assert_eq!(status, 400, "the old alias is gone");
 }
 
+/// A languages file or plugins directory that exists but cannot be read (a directory
+/// in the file's place here; too many open files in production) is a failed reload,
+/// not an empty configuration: every language stays served. (It once emptied the
+/// registry until the next change.)
+#[test]
+fn an_unreadable_config_keeps_the_last_good_one() {
+    let live = Live::start(&["template"], BASH, &[]);
+    // The failed reload is shown and the languages still run.
+    let kept = |error: &str| {
+        live.eventually("the reload error is shown", |l| {
+            l.languages()["reloadError"]
+                .as_str()
+                .is_some_and(|e| e.contains(error))
+        });
+        let (status, v) = live.execute("sh", "echo still");
+        assert_eq!(
+            (status, v["stdout"].clone()),
+            (200, json!("still\n")),
+            "{v}"
+        );
+    };
+    std::fs::remove_file(live.toml()).unwrap();
+    std::fs::create_dir(live.toml()).unwrap();
+    kept("cannot read");
+    std::fs::remove_dir(live.toml()).unwrap();
+    live.set_toml(BASH);
+    live.eventually("the error clears", |l| {
+        l.languages()["reloadError"].is_null()
+    });
+
+    // The plugins directory: a file in its place.
+    let dir = live.dir().to_path_buf();
+    let aside = dir.with_extension("aside");
+    std::fs::rename(&dir, &aside).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    kept("cannot read the plugins directory");
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(&aside, &dir).unwrap();
+}
+
 #[test]
 fn a_languages_toml_behind_a_swapped_symlink_is_reloaded() {
     // A Kubernetes ConfigMap volume: languages.toml -> ..data/languages.toml, and an

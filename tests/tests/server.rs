@@ -202,6 +202,31 @@ fn connect_waiting(sc: &Sidecar, wait: Duration) -> std::os::unix::net::UnixStre
     s
 }
 
+/// Started with the soft limit on open files container runtimes give (1024; 256
+/// here), the sidecar raises it: hundreds of open connections do not stop it from
+/// accepting more, running code, or reading its plugins (at the limit, a reload once
+/// found the plugins directory unreadable and served no language).
+#[test]
+fn many_open_connections_do_not_exhaust_the_descriptors() {
+    let sc = Sidecar::start_with(Options {
+        open_files_soft_limit: Some(256),
+        ..Options::default()
+    });
+    let held: Vec<_> = (0..400)
+        .map(|_| connect_waiting(&sc, Duration::from_secs(30)))
+        .collect();
+    let v = sc.execute(&json!({"language": "bash", "code": "echo through"}));
+    assert_eq!(v["stdout"], "through\n", "{v}");
+    let (status, langs) = sc.get("/languages");
+    assert_eq!(status, 200);
+    assert!(
+        langs["languages"].as_array().is_some_and(|l| l.len() > 1),
+        "{langs}"
+    );
+    drop(held);
+    assert!(!sc.log().contains("Too many open files"), "{}", sc.log());
+}
+
 /// A request whose body stops coming is answered 408 once nothing of it arrived for the
 /// idle limit, and its connection closed; a body that keeps coming, however slowly, is
 /// read whole. Nothing of the stalled requests was written.

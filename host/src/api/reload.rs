@@ -188,7 +188,16 @@ fn reload(
     why: &str,
 ) -> Result<Option<String>, String> {
     let started = std::time::Instant::now();
-    let text = std::fs::read_to_string(languages).ok();
+    // No file means the plugins' defaults; a file that cannot be read (too many open
+    // files, a directory in its place) is an error, not an empty configuration.
+    let text = match std::fs::read_to_string(languages) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            let e = format!("cannot read {}: {e}", languages.display());
+            return Err(reject(state, why, e));
+        }
+    };
     let toml_changed = text.as_deref() != old_text;
     let file = match &text {
         Some(t) => LanguagesFile::parse(t, &languages.display().to_string()),
@@ -197,6 +206,9 @@ fn reload(
     let current = state.registry();
     let outcome = file.map_err(|e| e.to_string()).and_then(|file| {
         let set = PluginSet::load_dir(&state.runtime, dir, Some(&current.plugins));
+        if set.unreadable {
+            return Err(set.errors[0].to_string());
+        }
         Registry::build(set, &file, &languages.display().to_string(), toml_changed)
             .map_err(|e| e.to_string())
     });
@@ -226,19 +238,22 @@ fn reload(
             state.metrics.reload(ok);
             Ok(text)
         }
-        Err(e) => {
-            tracing::error!(
-                trigger = why,
-                "reload rejected, the last good configuration stays in force: {e}"
-            );
-            *state
-                .reload_error
-                .write()
-                .unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-            state.metrics.reload(false);
-            Err(e)
-        }
+        Err(e) => Err(reject(state, why, e)),
     }
+}
+
+/// Keeps the last good registry in force after a failed reload, and says why.
+fn reject(state: &SharedState, why: &str, e: String) -> String {
+    tracing::error!(
+        trigger = why,
+        "reload rejected, the last good configuration stays in force: {e}"
+    );
+    *state
+        .reload_error
+        .write()
+        .unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+    state.metrics.reload(false);
+    e
 }
 
 /// How often the watcher may look: a few looks at once (a temporary file created,

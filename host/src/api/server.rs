@@ -32,6 +32,7 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<i32> {
             );
         }
     }
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sidecar")
@@ -150,6 +151,36 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Serves `app` on `listener` until `stop` turns true; then accepts no more, lets each
 /// open connection finish the request it is on and close, and returns once all have.
 ///
+/// The most descriptors the sidecar asks for: every connection holds one and every
+/// execution about ten, and 64 Ki is far beyond the executions it runs at once.
+const OPEN_FILES_WANTED: u64 = 1 << 16;
+
+/// Raises the soft limit on open files towards the hard one (container runtimes now
+/// start processes with a soft limit of 1024 under a hard one of 512 Ki or more): at
+/// the soft limit, connections could no longer be accepted, nor pipes made for
+/// executions, nor plugin files read. Executions get their own limit (1024, see
+/// exec/process.rs).
+pub(crate) fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getter into a local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let wanted = limit.rlim_max.min(OPEN_FILES_WANTED);
+    if limit.rlim_cur >= wanted {
+        return;
+    }
+    let from = limit.rlim_cur;
+    limit.rlim_cur = wanted;
+    // SAFETY: plain setter from a local; a soft limit at most the hard one.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        tracing::debug!(from, to = wanted, "raised the open files limit");
+    }
+}
+
 /// A connection that takes longer than `header_timeout` to send a request's head, or
 /// sits idle that long between requests, is closed: one that connects and sends
 /// nothing, or a header a byte at a time, would otherwise hold a task and a descriptor

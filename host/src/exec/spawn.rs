@@ -161,6 +161,9 @@ impl ChildSetup {
                     return Err(io::Error::last_os_error());
                 }
             }
+            // Before the rlimits: without close_range, the sidecar's own limit on open
+            // files bounds the descriptors to mark, not the child's.
+            mark_inherited_fds_cloexec();
             for (resource, limit) in &self.rlimits {
                 if libc::setrlimit(*resource, limit) != 0 {
                     return Err(io::Error::last_os_error());
@@ -169,7 +172,6 @@ impl ChildSetup {
             if let Some(mask) = self.umask {
                 libc::umask(mask);
             }
-            mark_inherited_fds_cloexec();
             if let Some((uid, gid)) = self.run_as {
                 // Raw system calls: the glibc wrappers would change the credentials of
                 // every thread of the sidecar, whose memory this child shares.

@@ -53,6 +53,9 @@ pub struct PluginSet {
     /// again on every reload (a plugin whose `describe()` hangs would cost a full
     /// plugin timeout each time).
     failed: Vec<(PathBuf, String)>,
+    /// The directory itself could not be read, though it exists (too many open files,
+    /// an I/O error): the set is empty for that reason, not because it holds nothing.
+    pub unreadable: bool,
 }
 
 impl PluginSet {
@@ -67,6 +70,7 @@ impl PluginSet {
                 .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
                 .collect(),
             Err(e) => {
+                set.unreadable = e.kind() != std::io::ErrorKind::NotFound;
                 set.errors.push(LoadError {
                     file: dir.display().to_string(),
                     message: format!("cannot read the plugins directory: {e}"),
