@@ -593,7 +593,9 @@ fn main() {
          does not go through), five runs: (a) +0.42, +0.51, +0.52, +0.54, +0.39 ms; \
          (b) 1.089, 1.090, 1.043, 1.093, 1.031×. The next session, before the table's \
          run (its /execute changes: `wait4` for the CPU time): (a) +0.53, +0.50, \
-         +0.42 ms; (b) 1.071, 1.084, 1.110×.\n\
+         +0.42 ms; (b) 1.071, 1.084, 1.110×; with all of its changes in (the peak \
+         memory read, `no_new_privs`), the table's run and two more: (a) +0.40, \
+         +0.52, +0.39 ms; (b) 1.112, 1.074, 1.063×.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
