@@ -465,6 +465,65 @@ fn request_files_utf8_and_base64_and_changes() {
     assert!(!sc.workspace.parent().unwrap().join("escape.txt").exists());
 }
 
+/// A request's files are written all or none: when one cannot be (invalid base64, a
+/// directory in its place, a path out of the work dir), the others are not written
+/// either, and a file they would have replaced keeps its content. Likewise the files
+/// of one upload to /files.
+#[test]
+fn request_files_are_written_all_or_none() {
+    let sc = Sidecar::start();
+    std::fs::create_dir(sc.workspace.join("a-dir")).unwrap();
+    std::fs::write(sc.workspace.join("kept.txt"), "before").unwrap();
+    for bad in [
+        json!({"path": "x.bin", "content": "***", "encoding": "base64"}),
+        json!({"path": "a-dir", "content": "x"}),
+        json!({"path": "../out.txt", "content": "x"}),
+    ] {
+        let files = json!([
+            {"path": "new.txt", "content": "new"},
+            {"path": "kept.txt", "content": "after"},
+            bad,
+        ]);
+        let (status, v) = sc.post(
+            "/execute",
+            &json!({"language": "bash", "code": "true", "files": files}),
+        );
+        assert!(status == 400 || status == 403, "{bad}: {status} {v}");
+        assert!(!sc.workspace.join("new.txt").exists(), "{bad}");
+        let kept = std::fs::read_to_string(sc.workspace.join("kept.txt")).unwrap();
+        assert_eq!(kept, "before", "{bad}");
+    }
+    // Nothing left behind under a temporary name either.
+    let names: Vec<String> = std::fs::read_dir(&sc.workspace)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // /files: the second part names the directory.
+    let boundary = "xyzzy";
+    let part = |name: &str, data: &str| {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; \
+             filename=\"{name}\"\r\n\r\n{data}\r\n"
+        )
+    };
+    let body = format!(
+        "{}{}--{boundary}--\r\n",
+        part("up.txt", "x"),
+        part("a-dir", "y")
+    );
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let r = sc.request(
+        "POST",
+        "/files",
+        &[("content-type", &content_type)],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(!sc.workspace.join("up.txt").exists());
+}
+
 #[test]
 fn working_dir_must_stay_inside_the_workspace() {
     let sc = Sidecar::start();

@@ -206,10 +206,18 @@ fn prepare(
                 f.path
             )));
         }
-        let rel = work_rel.join(&f.path);
-        session.create_atomic(&rel.to_string_lossy(), &content)?;
         files.push((f.path, content));
     }
+    // All written or none: a file that cannot be (no space left, a directory in its
+    // place) leaves the others as they were.
+    let targets: Vec<(String, &[u8])> = files
+        .iter()
+        .map(|(path, content)| {
+            let rel = work_rel.join(path).to_string_lossy().into_owned();
+            (rel, content.as_slice())
+        })
+        .collect();
+    session.create_atomic_all(&targets)?;
     Ok((
         language,
         ExecuteRequest {

@@ -113,22 +113,28 @@ pub async fn upload(
     }
     let uploaded = blocking(move || {
         let session = state.workspace.session(session_id.as_deref())?;
-        let mut uploaded = Vec::new();
-        for (file_name, data) in files {
-            let base = std::path::Path::new(&file_name)
-                .file_name()
-                .map(|b| b.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if base.is_empty() || base.starts_with('.') {
-                continue;
-            }
-            session.create_atomic(&base, &data)?;
-            uploaded.push(json!({
-                "name": base,
-                "path": session.dir().join(&base).display().to_string(),
-                "size": data.len(),
-            }));
-        }
+        let kept: Vec<(String, &[u8])> = files
+            .iter()
+            .filter_map(|(file_name, data)| {
+                let base = std::path::Path::new(file_name)
+                    .file_name()
+                    .map(|b| b.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (!base.is_empty() && !base.starts_with('.')).then_some((base, &data[..]))
+            })
+            .collect();
+        // All saved or none (see Session::create_atomic_all).
+        session.create_atomic_all(&kept)?;
+        let uploaded = kept
+            .iter()
+            .map(|(base, data)| {
+                json!({
+                    "name": base,
+                    "path": session.dir().join(base).display().to_string(),
+                    "size": data.len(),
+                })
+            })
+            .collect::<Vec<_>>();
         Ok(uploaded)
     })
     .await?;

@@ -273,6 +273,27 @@ impl Session {
     /// directory at the target is refused. Not fsync-ed: atomic against concurrent
     /// readers, not against a power cut.
     pub fn create_atomic(&self, input: &str, bytes: &[u8]) -> Result<PathBuf, ToolError> {
+        self.stage(input, bytes)?.commit()
+    }
+
+    /// Writes every file like [`Session::create_atomic`], all or none: each is written
+    /// under a temporary name first, and only once all are written are they renamed
+    /// into place. A file that cannot be written (no space left, a directory in its
+    /// place) leaves every target as it was. (Parent directories made on the way stay.)
+    pub fn create_atomic_all(&self, files: &[(String, &[u8])]) -> Result<(), ToolError> {
+        let staged = files
+            .iter()
+            .map(|(input, bytes)| self.stage(input, bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        for file in staged {
+            file.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The first half of [`Session::create_atomic`]: `bytes` written beside `input`
+    /// under a temporary name, with the existing file's owner and mode.
+    fn stage(&self, input: &str, bytes: &[u8]) -> Result<Staged, ToolError> {
         let rel = self.resolve(input)?;
         let Some((parent, name)) = split_parent(&rel) else {
             return Err(ToolError::bad_request(format!(
@@ -280,8 +301,9 @@ impl Session {
                 shown(input)
             )));
         };
+        let name = name.to_path_buf();
         let pfd = self.mkdir_all_rel(parent)?;
-        let existing = match sys::lstatat(pfd.as_fd(), name) {
+        let existing = match sys::lstatat(pfd.as_fd(), &name) {
             Ok(st) => Some(st),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
             Err(e) => return Err(ToolError::from_io(&e, input)),
@@ -306,11 +328,19 @@ impl Session {
         }
         let (tmp_name, tmp_fd) =
             create_temp(pfd.as_fd()).map_err(|e| ToolError::from_io(&e, input))?;
-        let result = (|| -> io::Result<()> {
+        let staged = Staged {
+            parent: pfd,
+            tmp_name,
+            name,
+            rel,
+            input: input.to_string(),
+            committed: false,
+        };
+        let written = (|| -> io::Result<()> {
             let mut f = File::from(tmp_fd);
             f.write_all(bytes)?;
             if existing.is_none() {
-                inherit_owner(pfd.as_fd(), f.as_fd());
+                inherit_owner(staged.parent.as_fd(), f.as_fd());
             }
             if let Some(st) = &existing {
                 // chown first: it clears set-id bits, and we do not keep those anyway.
@@ -321,14 +351,11 @@ impl Session {
                 }
                 sys::fchmod(f.as_fd(), st.st_mode & 0o777)?;
             }
-            drop(f);
-            sys::renameat(pfd.as_fd(), &tmp_name, name)
+            Ok(())
         })();
-        if let Err(e) = result {
-            let _ = sys::unlinkat(pfd.as_fd(), &tmp_name, 0);
-            return Err(ToolError::from_io(&e, input));
-        }
-        Ok(rel)
+        // (On an error `staged` is dropped, which removes the temporary file.)
+        written.map_err(|e| ToolError::from_io(&e, input))?;
+        Ok(staged)
     }
 
     /// Metadata of a path without following a symlink in its last component
@@ -464,6 +491,34 @@ impl WalkRoot {
     /// The pinned file itself, when the start is a regular file.
     pub fn file(&self) -> io::Result<File> {
         Ok(File::from(self.fd.try_clone()?))
+    }
+}
+
+/// A file written under a temporary name in its target's directory: renamed into
+/// place by [`Staged::commit`], removed if dropped before.
+struct Staged {
+    parent: OwnedFd,
+    tmp_name: PathBuf,
+    name: PathBuf,
+    rel: PathBuf,
+    input: String,
+    committed: bool,
+}
+
+impl Staged {
+    fn commit(mut self) -> Result<PathBuf, ToolError> {
+        sys::renameat(self.parent.as_fd(), &self.tmp_name, &self.name)
+            .map_err(|e| ToolError::from_io(&e, &self.input))?;
+        self.committed = true;
+        Ok(std::mem::take(&mut self.rel))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = sys::unlinkat(self.parent.as_fd(), &self.tmp_name, 0);
+        }
     }
 }
 
