@@ -54,6 +54,8 @@ pub struct Options {
     /// Start the sidecar with this soft limit on open files (as container runtimes
     /// start processes with 1024).
     pub open_files_soft_limit: Option<u64>,
+    /// And with this hard limit (which it cannot raise).
+    pub open_files_hard_limit: Option<u64>,
 }
 
 impl Options {
@@ -432,7 +434,8 @@ pub fn serve_command(dir: &Path, opts: &Options) -> Command {
     for (k, v) in &opts.env {
         cmd.env(k, v);
     }
-    if let Some(soft) = opts.open_files_soft_limit {
+    let (soft, hard) = (opts.open_files_soft_limit, opts.open_files_hard_limit);
+    if soft.is_some() || hard.is_some() {
         use std::os::unix::process::CommandExt;
         // SAFETY: only getrlimit and setrlimit, async-signal-safe, in the forked child.
         unsafe {
@@ -442,7 +445,8 @@ pub fn serve_command(dir: &Path, opts: &Options) -> Command {
                     rlim_max: 0,
                 };
                 libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-                limit.rlim_cur = soft.min(limit.rlim_max);
+                limit.rlim_max = hard.unwrap_or(limit.rlim_max).min(limit.rlim_max);
+                limit.rlim_cur = soft.unwrap_or(limit.rlim_cur).min(limit.rlim_max);
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }

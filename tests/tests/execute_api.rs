@@ -353,6 +353,46 @@ fn zero_or_negative_timeouts_mean_the_maximum() {
     assert_eq!(v["status"], "timeout", "{v:#}");
 }
 
+/// A program that is there but cannot be started (here an executable file that is
+/// neither a binary nor a script) is the run's failure, said on stderr with exit code
+/// 126 as a shell says it, not a silent exit code of -1.
+#[test]
+fn a_program_that_cannot_be_started_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("not-a-program");
+    std::fs::write(&program, b"\x00\x01 neither ELF nor #!").unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (_config, languages) = languages_with(&format!(
+        "[languages.broken]\nplugin = \"template\"\nfile_extension = \"b\"\n\
+         code_filename = \"x.b\"\nrun_command = \"{} {{file}}\"\n",
+        program.display()
+    ));
+    let sc = Sidecar::start_with(Options {
+        languages: Some(languages),
+        ..Options::default()
+    });
+    let v = sc.execute(&json!({"language": "broken", "code": "x"}));
+    assert_eq!(v["status"], "runtime_error", "{v:#}");
+    assert_eq!(
+        (v["exit_code"].clone(), v["run"]["exitCode"].clone()),
+        (json!(126), json!(126))
+    );
+    let stderr = v["stderr"].as_str().unwrap();
+    assert!(
+        stderr.contains("cannot execute") && stderr.contains("not-a-program"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn missing_toolchain_is_503_naming_the_program() {
     let (_dir, languages) = languages_with(
@@ -463,6 +503,28 @@ fn request_files_utf8_and_base64_and_changes() {
         assert!(status == 400 || status == 403, "{file}: {status} {v}");
     }
     assert!(!sc.workspace.parent().unwrap().join("escape.txt").exists());
+}
+
+/// Staging many files at once takes one descriptor per directory, not per file: 3000
+/// files in a request pass under a hard limit of 512 open files.
+#[test]
+fn thousands_of_request_files_fit_a_low_open_files_limit() {
+    let sc = Sidecar::start_with(Options {
+        open_files_soft_limit: Some(512),
+        open_files_hard_limit: Some(512),
+        ..Options::default()
+    });
+    let files: Vec<Value> = (0..3000)
+        .map(|i| json!({"path": format!("d{}/f{i}.txt", i % 3), "content": i.to_string()}))
+        .collect();
+    let v = sc.execute(&json!({
+        "language": "bash",
+        "code": "ls d0 d1 d2 | grep -c txt",
+        "files": files,
+    }));
+    assert_eq!(v["stdout"], "3000\n", "{v}");
+    let last = std::fs::read_to_string(sc.workspace.join("d2/f2999.txt")).unwrap();
+    assert_eq!(last, "2999");
 }
 
 /// A request's files are written all or none: when one cannot be (invalid base64, a

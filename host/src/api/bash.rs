@@ -87,6 +87,9 @@ pub async fn bash(
                 .await;
         }
         let last = match result {
+            Ok(o) if o.spawn_error.is_some() => {
+                json!({"type": "error", "message": o.spawn_error})
+            }
             Ok(o) => json!({
                 "type": "done",
                 "exitCode": if o.timed_out { -1 } else { o.exit_code.unwrap_or(-1) },

@@ -157,6 +157,7 @@ pub async fn run(
 ) -> Result<ProcessOutcome, ExecError> {
     let program = prepare(&spec)?;
     let is_root = sandbox.is_root();
+    let can_raise = sandbox.can_raise_limits();
 
     // Without cgroups, a dedicated uid is what lets us find every process afterwards.
     let lease = match (spec.uid_gid, &sandbox.uid_pool, is_root) {
@@ -200,22 +201,22 @@ pub async fn run(
         run_as,
         ..ChildSetup::default()
     };
-    setup.limit_core(is_root);
+    setup.limit_core(can_raise);
     if let Some(n) = spec.open_files_limit {
-        setup.limit_open_files(n, is_root);
+        setup.limit_open_files(n, can_raise);
     }
     if let Some(bytes) = spec.file_size_limit {
-        setup.limit_file_size(bytes, is_root);
+        setup.limit_file_size(bytes, can_raise);
     }
     if let Some(t) = spec.cpu_time {
         let secs = t.as_secs() + u64::from(t.subsec_nanos() > 0);
-        setup.limit_cpu(secs.max(1), is_root);
+        setup.limit_cpu(secs.max(1), can_raise);
     }
     if let (true, Some(bytes)) = (spec.use_rlimit_as, spec.memory_limit) {
-        setup.limit_address_space(bytes, is_root);
+        setup.limit_address_space(bytes, can_raise);
     }
     if let (Some(_), Some(n)) = (&lease, spec.pids_limit) {
-        setup.limit_processes(n, is_root);
+        setup.limit_processes(n, can_raise);
     }
 
     // The pipes. Stdin's is registered with the reactor before the child exists (see
@@ -270,7 +271,14 @@ pub async fn run(
                     "cannot enter the working directory {}: {error}",
                     spec.cwd.display()
                 ),
-                other => format!("cannot start {}: {other}", spec.argv[0]),
+                // Not the program's fault but the sidecar's (its protections could
+                // not be applied): an error, not an outcome.
+                other => {
+                    return Err(ExecError::Sandbox(format!(
+                        "cannot start {}: {other}",
+                        spec.argv[0]
+                    )))
+                }
             };
             return Ok(ProcessOutcome {
                 spawn_error: Some(message),

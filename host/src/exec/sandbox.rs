@@ -88,6 +88,7 @@ pub struct Sandbox {
     pub(crate) cgroups: Option<Arc<Cgroups>>,
     netns: Option<OwnedFd>,
     is_root: bool,
+    can_raise_limits: bool,
     pub(crate) uid_pool: Option<Arc<UidPool>>,
     private_tmp: Option<Arc<PrivateTmp>>,
     report: Vec<Protection>,
@@ -259,6 +260,7 @@ impl Sandbox {
             cgroups,
             netns,
             is_root,
+            can_raise_limits: is_root && has_effective_capability(CAP_SYS_RESOURCE),
             uid_pool,
             private_tmp,
             report,
@@ -308,6 +310,12 @@ impl Sandbox {
         self.is_root
     }
 
+    /// Whether rlimits may be raised above the sidecar's own hard limits: root with
+    /// CAP_SYS_RESOURCE (a container's root may lack it; the limits are then clamped).
+    pub(crate) fn can_raise_limits(&self) -> bool {
+        self.can_raise_limits
+    }
+
     /// A private /tmp, /var/tmp and /dev/shm for one execution, where that protection is
     /// active; put it in every [`ProcessSpec`] of the execution.
     pub fn private_tmp(&self) -> Result<Option<TmpNs>, super::ExecError> {
@@ -325,6 +333,22 @@ impl Sandbox {
 
 const NETNS_DETAIL: &str =
     "one shared, empty network namespace (no interfaces, loopback down) joined by each execution";
+/// `CAP_SYS_RESOURCE` (linux/capability.h).
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// Whether capability `cap` is in this process's effective set (`CapEff` in
+/// /proc/self/status); false when that cannot be read.
+fn has_effective_capability(cap: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << cap) != 0)
+}
+
 const RLIMITS_DETAIL: &str =
     "CORE=0; NOFILE, FSIZE, CPU per execution; NPROC with dedicated uids; AS when a spec asks";
 const MEMORY_CGROUP: &str =

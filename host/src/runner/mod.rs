@@ -74,10 +74,16 @@ pub struct Stage {
 
 impl Stage {
     fn from_outcome(o: ProcessOutcome) -> Stage {
+        // A program that was found but could not be started (not executable, a bad
+        // interpreter line): said on stderr, with the exit code a shell gives it.
+        let (stderr, exit_code) = match o.spawn_error {
+            Some(e) => (format!("{}{e}\n", o.stderr), Some(126)),
+            None => (o.stderr, o.exit_code),
+        };
         Stage {
             stdout: o.stdout,
-            stderr: o.stderr,
-            exit_code: o.exit_code,
+            stderr,
+            exit_code,
             signal: o.signal.map(signal_name),
             timed_out: o.timed_out,
             duration_ms: o.duration.as_millis() as u64,

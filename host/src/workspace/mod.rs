@@ -27,11 +27,13 @@ mod error;
 mod path;
 pub mod sys;
 
+use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub use error::{ToolError, ToolErrorKind};
 pub use path::{normalize_path, split_parent, validate_session_id, MAX_SESSION_ID_LEN};
@@ -273,7 +275,7 @@ impl Session {
     /// directory at the target is refused. Not fsync-ed: atomic against concurrent
     /// readers, not against a power cut.
     pub fn create_atomic(&self, input: &str, bytes: &[u8]) -> Result<PathBuf, ToolError> {
-        self.stage(input, bytes)?.commit()
+        self.stage(input, bytes, &mut HashMap::new())?.commit()
     }
 
     /// Writes every file like [`Session::create_atomic`], all or none: each is written
@@ -281,9 +283,11 @@ impl Session {
     /// into place. A file that cannot be written (no space left, a directory in its
     /// place) leaves every target as it was. (Parent directories made on the way stay.)
     pub fn create_atomic_all(&self, files: &[(String, &[u8])]) -> Result<(), ToolError> {
+        // One descriptor per directory, however many files go there.
+        let mut parents = HashMap::new();
         let staged = files
             .iter()
-            .map(|(input, bytes)| self.stage(input, bytes))
+            .map(|(input, bytes)| self.stage(input, bytes, &mut parents))
             .collect::<Result<Vec<_>, _>>()?;
         for file in staged {
             file.commit()?;
@@ -292,8 +296,14 @@ impl Session {
     }
 
     /// The first half of [`Session::create_atomic`]: `bytes` written beside `input`
-    /// under a temporary name, with the existing file's owner and mode.
-    fn stage(&self, input: &str, bytes: &[u8]) -> Result<Staged, ToolError> {
+    /// under a temporary name, with the existing file's owner and mode. `parents`:
+    /// directories already opened, by their path relative to the session.
+    fn stage(
+        &self,
+        input: &str,
+        bytes: &[u8],
+        parents: &mut HashMap<PathBuf, Arc<OwnedFd>>,
+    ) -> Result<Staged, ToolError> {
         let rel = self.resolve(input)?;
         let Some((parent, name)) = split_parent(&rel) else {
             return Err(ToolError::bad_request(format!(
@@ -302,7 +312,14 @@ impl Session {
             )));
         };
         let name = name.to_path_buf();
-        let pfd = self.mkdir_all_rel(parent)?;
+        let pfd = match parents.get(parent) {
+            Some(fd) => Arc::clone(fd),
+            None => {
+                let fd = Arc::new(self.mkdir_all_rel(parent)?);
+                parents.insert(parent.to_path_buf(), Arc::clone(&fd));
+                fd
+            }
+        };
         let existing = match sys::lstatat(pfd.as_fd(), &name) {
             Ok(st) => Some(st),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
@@ -497,7 +514,7 @@ impl WalkRoot {
 /// A file written under a temporary name in its target's directory: renamed into
 /// place by [`Staged::commit`], removed if dropped before.
 struct Staged {
-    parent: OwnedFd,
+    parent: Arc<OwnedFd>,
     tmp_name: PathBuf,
     name: PathBuf,
     rel: PathBuf,
