@@ -271,6 +271,11 @@ pub async fn run(
                     "cannot enter the working directory {}: {error}",
                     spec.cwd.display()
                 ),
+                // User code stopped it (a process of its uid): the execution's
+                // failure, as the program's own would be.
+                stopped @ SpawnError::Stopped(_) => {
+                    format!("cannot start {}: {stopped}", spec.argv[0])
+                }
                 // Not the program's fault but the sidecar's (its protections could
                 // not be applied): an error, not an outcome.
                 other => {

@@ -323,6 +323,12 @@ pub(crate) enum SpawnError {
         Step::Exec => "cannot execute the program",
     })]
     Child { step: Step, error: io::Error },
+    /// The child was stopped before its `execve` (SIGSTOP from a process of its uid:
+    /// user code of another execution) and killed by the watchdog.
+    #[error(
+        "the child was stopped before it could exec (by a process of its uid) and killed after {0:?}"
+    )]
+    Stopped(std::time::Duration),
 }
 
 /// Starts `program` with `argv` (`argv[0]` as given), exactly `env`, in `cwd`, after
@@ -422,10 +428,7 @@ pub(crate) fn spawn(
     drop(stack);
     if watched.done() {
         reap_blocking(pid);
-        return Err(SpawnError::Parent(io::Error::other(format!(
-            "the child was stopped before it could exec (by a process of its uid) and killed after {:?}",
-            watchdog::STUCK
-        ))));
+        return Err(SpawnError::Stopped(watchdog::STUCK));
     }
     let error = args.error.load(Ordering::Acquire);
     if error != 0 {
