@@ -56,8 +56,8 @@ fn path_error(e: ToolError) -> ApiError {
 
 /// A multipart body that could not be read: 413 past the body limit, else 400.
 fn unreadable(what: &str, e: MultipartError, limit: usize) -> ApiError {
-    if let Some(stalled) = super::idle_body::stalled(&e) {
-        return ApiError::new(StatusCode::REQUEST_TIMEOUT, stalled.to_string());
+    if let Some(answer) = super::idle_body::stalled_answer(&e) {
+        return answer;
     }
     let status = e.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {

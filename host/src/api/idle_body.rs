@@ -4,7 +4,7 @@
 //! hyper bounds the head; this bounds the wait between two parts of the body. A slow
 //! upload that keeps sending is never cut.
 //!
-//! The handler that reads such a body answers 408 (see [`stalled`]), and the connection
+//! The handler that reads such a body answers 408 (see [`stalled_answer`]), and the connection
 //! is closed, the rest of its body unread.
 
 use std::error::Error as StdError;
@@ -59,8 +59,15 @@ impl fmt::Display for Stalled {
 
 impl StdError for Stalled {}
 
+/// The answer to a request whose body stalled (408, with the envelope), when `error`
+/// (a body reader's rejection) comes from one: what every reader of bodies answers.
+pub fn stalled_answer(error: &(dyn StdError + 'static)) -> Option<super::ApiError> {
+    stalled(error)
+        .map(|s| super::ApiError::new(axum::http::StatusCode::REQUEST_TIMEOUT, s.to_string()))
+}
+
 /// The [`Stalled`] error somewhere in `error`'s chain of sources, if there is one.
-pub fn stalled<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a Stalled> {
+fn stalled<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a Stalled> {
     let mut next = Some(error);
     while let Some(e) = next {
         if let Some(stalled) = e.downcast_ref::<Stalled>() {

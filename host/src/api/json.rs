@@ -62,8 +62,8 @@ fn explain(rejection: JsonRejection, untyped: bool) -> ApiError {
             ApiError::bad_request(format!("invalid request: {}", inner(&e.body_text())))
         }
         JsonRejection::BytesRejection(e) => {
-            if let Some(stalled) = super::idle_body::stalled(&e) {
-                return ApiError::new(StatusCode::REQUEST_TIMEOUT, stalled.to_string());
+            if let Some(answer) = super::idle_body::stalled_answer(&e) {
+                return answer;
             }
             let status = e.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {

@@ -389,9 +389,10 @@ pub async fn run(
     let oom_killed = guard.cgroup.as_ref().is_some_and(ExecCgroup::oom_killed);
     let memory_peak = guard.cgroup.as_ref().and_then(ExecCgroup::memory_peak);
     guard.release();
-    let mut outcome = outcome(out, err, status, timed_out, oom_killed, duration);
-    outcome.memory_peak = memory_peak;
-    Ok(outcome)
+    Ok(ProcessOutcome {
+        memory_peak,
+        ..outcome(out, err, status, timed_out, oom_killed, duration)
+    })
 }
 
 /// Validates the spec and resolves the program.
