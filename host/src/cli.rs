@@ -253,7 +253,7 @@ impl ExecArgs {
             },
             uid_pool: Some(self.uid_pool),
             private_tmp: !self.shared_tmp,
-            visible: vec![self.scratch_dir.clone()],
+            scratch: Some(self.scratch_dir.clone()),
             private_tmp_size: self.max_file_mb << 20,
             ..defaults
         }

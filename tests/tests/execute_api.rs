@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sidecar_tests::{
     assert_error_envelope, binary, language_available, multipart, plugins_dir, processes_with,
-    repo, timed, unique_marker, Options, Sidecar,
+    protection_active, repo, timed, unique_marker, Options, Sidecar,
 };
 
 /// Slack over a timeout for the wall time around a request.
@@ -352,7 +352,8 @@ fn zero_or_negative_timeouts_mean_the_maximum() {
 /// 126 as a shell says it, not a silent exit code of -1.
 #[test]
 fn a_program_that_cannot_be_started_says_why() {
-    let dir = tempfile::tempdir().unwrap();
+    // Not under /tmp: executions have their own there.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let program = dir.path().join("not-a-program");
     std::fs::write(&program, b"\x00\x01 neither ELF nor #!").unwrap();
     std::fs::set_permissions(
@@ -382,7 +383,9 @@ fn a_program_that_cannot_be_started_says_why() {
     );
     let stderr = v["stderr"].as_str().unwrap();
     assert!(
-        stderr.contains("cannot execute") && stderr.contains("not-a-program"),
+        stderr.contains("cannot execute")
+            && stderr.contains("not-a-program")
+            && stderr.to_lowercase().contains("exec format error"),
         "{stderr}"
     );
 }
@@ -1245,7 +1248,8 @@ fn without_cgroups_request_files_are_writable_by_the_code() {
 
 /// Without `SIDECAR_SCRATCH_DIR` the sidecar picks the scratch root itself
 /// (`/dev/shm/sidecar` on a roomy tmpfs, else `/tmp/sidecar`), names it in its start-up
-/// log, and executions get their HOME and TMPDIR there.
+/// log, and executions get their HOME and TMPDIR there: the root itself where each has
+/// its own tmpfs there (private temporary dirs), else a dir of their own in it.
 #[test]
 fn the_default_scratch_root_is_logged_and_used() {
     let sc = Sidecar::start_with(Options {
@@ -1259,7 +1263,11 @@ fn the_default_scratch_root_is_logged_and_used() {
         .unwrap_or_else(|| panic!("no scratch root in the start-up log:\n{log}"));
     let v = sc.execute(&json!({"language": "bash", "code": "echo \"$HOME $TMPDIR\""}));
     assert_eq!(v["status"], "ok", "{v:#}");
-    let home = format!("{root}/exec-{}-", sc.pid());
+    let home = if protection_active(&sc, "private_tmp") {
+        format!("{root} ")
+    } else {
+        format!("{root}/exec-{}-", sc.pid())
+    };
     let out = v["stdout"].as_str().unwrap();
     assert!(out.starts_with(&home), "{out} not under {home}");
     let dirs: Vec<&str> = out.split_whitespace().collect();

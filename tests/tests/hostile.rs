@@ -764,12 +764,13 @@ fn a_work_dir_swapped_for_a_symlink_while_queued_is_not_followed() {
     );
 }
 
-/// Scratch dirs are made ahead of time; code running as the executions' uid must not
-/// be able to put files in the one the next execution will get (a `sitecustomize.py`
-/// there would run inside the next Python program).
+/// Scratch dirs are made ahead of time where executions share /tmp; code running as
+/// the executions' uid must not be able to put files in the one the next execution
+/// will get (a `sitecustomize.py` there would run inside the next Python program).
+/// (With private temporary dirs, see `an_executions_sources_are_out_of_sight_of_the_others`.)
 #[test]
 fn the_next_executions_scratch_dir_cannot_be_prepared() {
-    let sc = Sidecar::start();
+    let sc = Sidecar::start_with(Options::with_env(&[("SIDECAR_SHARED_TMP", "1")]));
     // Without a uid drop, code runs as the sidecar's own uid: nothing to keep it from.
     if !protection_active(&sc, "uid_drop") {
         return;
@@ -932,6 +933,68 @@ fn concurrent_executions_in_one_session_list_only_their_own_files() {
         assert!(first.contains(&own.to_string()), "{first:?}");
     }
     assert!(!first.contains(&"b.txt".to_string()), "{first:?}");
+}
+
+/// An execution's scratch dir (its sources, build outputs, HOME and TMPDIR) is its own:
+/// an execution running beside it finds its sources nowhere it can look, though both
+/// see their scratch dir at the same path, and the next finds that dir empty but for
+/// its own code. (The runner wrote every run's code to one shared file: ANCHORS §2.)
+#[test]
+fn an_executions_sources_are_out_of_sight_of_the_others() {
+    let sc = Arc::new(Sidecar::start());
+    if !private_tmp_active(&sc) || !language_available(&sc, "py") {
+        return;
+    }
+    let m = unique_marker();
+    let first = {
+        let sc = Arc::clone(&sc);
+        let code = format!(
+            "# SOURCE-{m}\nimport os, time\n\
+             open(os.environ['HOME'] + '/left.txt', 'w').write('OUTPUT-{m}')\n\
+             print(os.environ['HOME'], flush=True)\ntime.sleep(4)\n"
+        );
+        std::thread::spawn(move || execute(&sc, "py", &code, 20.0))
+    };
+    // Once it runs, another looks in every place it may read (the patterns are split
+    // so that its own code does not match them).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while processes_with(&scratch_marker(&sc)).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the first never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let look = format!(
+        "m={m}; grep -rl -e \"SOURCE-$m\" -e \"OUTPUT-$m\" \"$HOME\" \"$(dirname \"$HOME\")\" \
+         /tmp /var/tmp /dev/shm 2>/dev/null; echo \"home $HOME\"; ls -A \"$HOME\""
+    );
+    let beside = execute(&sc, "bash", &look, 20.0);
+    let first = first.join().unwrap();
+    assert_eq!(first["status"], "ok", "{first:#}");
+    assert_eq!(beside["status"], "ok", "{beside:#}");
+    let home = first["stdout"].as_str().unwrap().trim();
+    assert_eq!(
+        beside["stdout"],
+        format!("home {home}\ncode.sh\n"),
+        "found the other execution's files, or a scratch dir that is not its own"
+    );
+    // The next execution gets the dir emptied.
+    let next = execute(&sc, "bash", "echo \"home $HOME\"; ls -A \"$HOME\"", 20.0);
+    assert_eq!(
+        next["stdout"],
+        format!("home {home}\ncode.sh\n"),
+        "{next:#}"
+    );
+    // And nothing of it reached the host's scratch root.
+    let host = Command::new("grep")
+        .args(["-rl", &format!("SOURCE-{m}")])
+        .arg(sc.dir.path().join("scratch"))
+        .output()
+        .unwrap();
+    assert!(
+        host.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&host.stdout)
+    );
 }
 
 /// Directory chains tens of thousands of levels deep in the scratch dir and in /tmp

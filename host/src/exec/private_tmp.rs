@@ -14,6 +14,13 @@
 //! the namespace goes back to the pool. A namespace that cannot be emptied is dropped.
 //! Each namespace also watches its copy of the workspace's mount, to tell apart the
 //! files its execution wrote (exec/writers.rs).
+//!
+//! The scratch root gets a tmpfs of its own in each namespace, which is the scratch dir
+//! of the execution that holds the namespace: its sources and build outputs are then
+//! out of sight of every other execution (which see their own there), at the same path
+//! every time (so compiler messages and tracebacks name the same file for the same
+//! code), and emptied with the rest. The sidecar reaches it through a descriptor on its
+//! root ([`TmpNs::host_view`]).
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
@@ -33,6 +40,9 @@ use super::writers::{FileId, Ledger, Watch};
 /// The directories every execution gets its own copy of (those that exist here).
 const COVERED: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
 
+/// The least room a scratch tmpfs gets, whatever the size of the others.
+const SCRATCH_MIN_SIZE: u64 = 1 << 30;
+
 /// Namespaces kept ready beyond those in use, so that the next execution does not wait
 /// for the one just finished to be emptied.
 const SPARE: usize = 1;
@@ -45,6 +55,9 @@ pub(crate) struct PrivateTmp {
     visible: Vec<PathBuf>,
     /// Bytes each tmpfs may hold.
     size: u64,
+    /// The scratch root, canonical: in each namespace a tmpfs of its own, the scratch
+    /// dir of the execution that holds it. `None`: scratch dirs are the host's.
+    scratch: Option<PathBuf>,
     /// The workspace root, whose writes are attributed to executions.
     workspace: Option<PathBuf>,
     /// Whether the first namespace could watch the workspace.
@@ -66,6 +79,8 @@ struct Slot {
     /// Files closed after writing on this namespace's mount of the workspace, and the
     /// workspace root opened through that mount.
     watch: Option<(Arc<Watch>, OwnedFd)>,
+    /// The root of the scratch tmpfs (see [`PrivateTmp::scratch`]).
+    scratch: Option<OwnedFd>,
 }
 
 /// What of a tmpfs the sidecar made: a directory leading to bound-back paths, or one of
@@ -80,21 +95,34 @@ impl PrivateTmp {
     /// Prepares the first namespace and checks that a child can join it and reach every
     /// path of `visible` (made if missing). Fails where mount namespaces cannot be made
     /// (not root, or a seccomp profile that forbids them). Writes in `workspace` are
-    /// attributed to executions where fanotify can watch it.
+    /// attributed to executions where fanotify can watch it. `scratch` (made if
+    /// missing) becomes private to each namespace unless another path that must stay
+    /// visible lies under it; it is then one of those.
     pub fn new(
         visible: &[PathBuf],
+        scratch: Option<&Path>,
         workspace: Option<&Path>,
         size: u64,
     ) -> io::Result<Arc<PrivateTmp>> {
         let mut canonical = Vec::new();
-        for path in visible {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(path)
-                .map_err(|e| annotate(e, "creating", path))?;
+        for path in visible.iter().map(PathBuf::as_path).chain(scratch) {
+            make_dirs(path)?;
             canonical.push(fs::canonicalize(path).map_err(|e| annotate(e, "resolving", path))?);
         }
+        let workspace = workspace.map(fs::canonicalize).transpose()?;
+        // The scratch root's own tmpfs would hide what lies under it.
+        let scratch = match scratch.and_then(|_| canonical.pop()) {
+            Some(root)
+                if canonical
+                    .iter()
+                    .chain(workspace.iter())
+                    .any(|v| v.starts_with(&root)) =>
+            {
+                canonical.push(root);
+                None
+            }
+            root => root,
+        };
         // A path under another is reached through it.
         canonical.sort();
         let mut visible: Vec<PathBuf> = Vec::new();
@@ -112,6 +140,7 @@ impl PrivateTmp {
             if dir.is_dir()
                 && !covered.contains(&dir)
                 && !visible.iter().any(|v| dir.starts_with(v))
+                && !scratch.as_ref().is_some_and(|s| dir.starts_with(s))
             {
                 covered.push(dir);
             }
@@ -121,11 +150,11 @@ impl PrivateTmp {
                 "none of /tmp, /var/tmp, /dev/shm exists outside the workspace and scratch roots",
             ));
         }
-        let workspace = workspace.map(fs::canonicalize).transpose()?;
         let mut pool = PrivateTmp {
             covered,
             visible,
             size,
+            scratch,
             workspace,
             watching: false,
             ledger: Ledger::default(),
@@ -155,13 +184,21 @@ impl PrivateTmp {
         );
         format!(
             "own empty {} per execution (tmpfs of {} MiB each, from a pool of mount \
-             namespaces; {} bound back); /bash shares the sidecar's; {}",
+             namespaces; {} bound back); {}; /bash shares the sidecar's; {}",
             list(&mut self.covered.iter()),
             self.size >> 20,
             if bound_back.is_empty() {
                 "nothing".to_string()
             } else {
                 bound_back
+            },
+            match &self.scratch {
+                Some(dir) => format!(
+                    "own scratch dir at {} (tmpfs of {} MiB)",
+                    dir.display(),
+                    self.scratch_size() >> 20
+                ),
+                None => "scratch dirs in the host's scratch root".to_string(),
             },
             if self.watching {
                 "workspace writes attributed to their execution (fanotify)"
@@ -251,22 +288,11 @@ impl PrivateTmp {
                     Ok((v.strip_prefix(dir).unwrap_or(v).to_path_buf(), fd))
                 })
                 .collect::<io::Result<_>>()?;
-            let options = format!("mode=1777,size={}", self.size);
-            mount(
-                Some(Path::new("tmpfs")),
-                dir,
-                Some("tmpfs"),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                Some(&options),
-            )?;
+            mount_tmpfs(dir, 0o1777, self.size)?;
             let mut tree = Node::Dir(BTreeMap::new());
             for (relative, fd) in inside {
                 let target = dir.join(&relative);
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o755)
-                    .create(&target)
-                    .map_err(|e| annotate(e, "creating", &target))?;
+                make_dirs(&target)?;
                 let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
                 mount(
                     Some(&source),
@@ -277,12 +303,12 @@ impl PrivateTmp {
                 )?;
                 tree.insert(&relative);
             }
-            let root = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY)
-                .open(dir)
-                .map_err(|e| annotate(e, "opening", dir))?;
-            roots.push((root.into(), tree));
+            // The scratch tmpfs's mount point, kept like a bound-back path.
+            if let Some(relative) = self.scratch.as_ref().and_then(|s| s.strip_prefix(dir).ok()) {
+                make_dirs(&dir.join(relative))?;
+                tree.insert(relative);
+            }
+            roots.push((open_dir(dir)?, tree));
         }
         let watch = self.workspace.as_ref().and_then(|path| {
             let watched = Watch::new(path).and_then(|watch| {
@@ -296,8 +322,27 @@ impl PrivateTmp {
                 .map_err(|e| tracing::debug!("cannot watch {} for writes: {e}", path.display()))
                 .ok()
         });
+        let scratch = match &self.scratch {
+            Some(dir) => {
+                // Owned by the sidecar and closed to others until it is handed out.
+                mount_tmpfs(dir, 0o700, self.scratch_size())?;
+                Some(open_dir(dir)?)
+            }
+            None => None,
+        };
         let ns = File::open("/proc/thread-self/ns/mnt")?.into();
-        Ok(Slot { ns, roots, watch })
+        Ok(Slot {
+            ns,
+            roots,
+            watch,
+            scratch,
+        })
+    }
+
+    /// Bytes a scratch tmpfs may hold: builds need more room than temporary files (it
+    /// is a ceiling, not a reservation; the memory cgroup still bounds what is written).
+    fn scratch_size(&self) -> u64 {
+        self.size.max(SCRATCH_MIN_SIZE)
     }
 
     /// Checks in a forked child that joining the namespace works and leaves every
@@ -306,6 +351,7 @@ impl PrivateTmp {
         let paths = self
             .visible
             .iter()
+            .chain(self.scratch.iter())
             .map(|p| CString::new(p.as_os_str().as_bytes()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| io::Error::other("NUL byte in a path"))?;
@@ -340,9 +386,26 @@ impl PrivateTmp {
             watch.drain(&mut std::collections::HashSet::new());
         }
         for (root, tree) in &slot.roots {
-            let path = PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
-            if let Err(e) = empty(&path, tree) {
+            if let Err(e) = empty(&fd_path(root), tree) {
                 tracing::warn!("emptying a private /tmp failed, dropping it: {e}");
+                return;
+            }
+        }
+        if let Some(root) = &slot.scratch {
+            let emptied = empty(&fd_path(root), &Node::Dir(BTreeMap::new())).and_then(|()| {
+                // Back to the sidecar, closed, until the next hand-over.
+                // SAFETY: plain getters.
+                let me = unsafe { (libc::geteuid(), libc::getegid()) };
+                rustix::fs::fchown(
+                    root,
+                    Some(rustix::fs::Uid::from_raw(me.0)),
+                    Some(rustix::fs::Gid::from_raw(me.1)),
+                )?;
+                rustix::fs::fchmod(root, rustix::fs::Mode::from_raw_mode(0o700))?;
+                Ok(())
+            });
+            if let Err(e) = emptied {
+                tracing::warn!("emptying a private scratch dir failed, dropping it: {e}");
                 return;
             }
         }
@@ -440,6 +503,57 @@ impl TmpNs {
         (a.st_dev == b.st_dev && a.st_ino == b.st_ino).then_some(here)
     }
 
+    /// This execution's scratch dir, as its processes see it, handed to `owner` (and
+    /// to its group, for dedicated uids that share one): `None` where scratch dirs are
+    /// the host's. The sidecar reaches it through [`TmpNs::host_view`].
+    pub fn take_scratch(
+        &self,
+        owner: Option<(u32, u32)>,
+        group_writable: bool,
+    ) -> io::Result<Option<PathBuf>> {
+        let (Some(slot), Some(path)) = (self.0.slot.as_ref(), self.0.pool.scratch.as_ref()) else {
+            return Ok(None);
+        };
+        let Some(root) = &slot.scratch else {
+            return Ok(None);
+        };
+        if group_writable {
+            rustix::fs::fchmod(root, rustix::fs::Mode::from_raw_mode(0o770))?;
+        }
+        if let Some((uid, gid)) = owner {
+            rustix::fs::fchown(
+                root,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )?;
+        }
+        Ok(Some(path.clone()))
+    }
+
+    /// Where the sidecar reaches `path` as this namespace's processes see it: inside
+    /// the scratch dir or a private tmpfs, through the descriptor on its root; anywhere
+    /// else (the workspace, paths bound back), `path` itself.
+    pub fn host_view(&self, path: &Path) -> PathBuf {
+        let Some(slot) = self.0.slot.as_ref() else {
+            return path.to_path_buf();
+        };
+        let pool = &self.0.pool;
+        if let (Some(dir), Some(root)) = (&pool.scratch, &slot.scratch) {
+            if let Ok(rest) = path.strip_prefix(dir) {
+                return fd_path(root).join(rest);
+            }
+        }
+        if pool.visible.iter().any(|v| path.starts_with(v)) {
+            return path.to_path_buf();
+        }
+        for (dir, (root, _)) in pool.covered.iter().zip(&slot.roots) {
+            if let Ok(rest) = path.strip_prefix(dir) {
+                return fd_path(root).join(rest);
+            }
+        }
+        path.to_path_buf()
+    }
+
     /// Files of the workspace that other executions wrote while this one ran and this
     /// one did not (see exec/writers.rs).
     pub fn foreign_writes(&self) -> std::collections::HashSet<FileId> {
@@ -512,6 +626,41 @@ fn mount(
     Ok(())
 }
 
+/// Mounts a tmpfs of at most `size` bytes on `dir`, its root with `mode`.
+fn mount_tmpfs(dir: &Path, mode: u32, size: u64) -> io::Result<()> {
+    let options = format!("mode={mode:o},size={size}");
+    mount(
+        Some(Path::new("tmpfs")),
+        dir,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(&options),
+    )
+}
+
+/// Makes `dir` and the directories leading to it (mode 0755).
+fn make_dirs(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| annotate(e, "creating", dir))
+}
+
+fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
+    let dir_file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)
+        .map_err(|e| annotate(e, "opening", dir))?;
+    Ok(dir_file.into())
+}
+
+/// A path that reaches what `fd` is open on, for the calls that take paths.
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
 fn last_error(what: &str) -> io::Error {
     let e = io::Error::last_os_error();
     io::Error::new(e.kind(), format!("{what}: {e}"))
@@ -533,13 +682,11 @@ mod tests {
     /// more. Which of these happens depends on the clean-up thread's timing.
     #[test]
     fn a_burst_of_leases_refills_the_pool_by_at_most_two() {
-        // SAFETY: plain getter.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: mount namespaces need root");
+        if !is_root() {
             return;
         }
         const BURST: usize = 8;
-        let pool = PrivateTmp::new(&[], None, 1 << 20).unwrap();
+        let pool = PrivateTmp::new(&[], None, None, 1 << 20).unwrap();
         let burst: Vec<TmpNs> = (0..BURST).map(|_| pool.lease().unwrap()).collect();
         drop(burst);
         background::flush(std::time::Duration::from_secs(10));
@@ -548,6 +695,86 @@ mod tests {
             (BURST..=BURST + 2).contains(&kept),
             "{kept} namespaces kept"
         );
+    }
+
+    fn is_root() -> bool {
+        // SAFETY: plain getter.
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root {
+            eprintln!("skipped: mount namespaces need root");
+        }
+        root
+    }
+
+    /// Each namespace has its own scratch dir at the scratch root's path, which the
+    /// sidecar reaches through [`TmpNs::host_view`] (as it does the private /tmp); a
+    /// namespace comes back to the pool with it emptied.
+    #[test]
+    fn the_scratch_root_is_private_to_each_namespace() {
+        if !is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let pool = PrivateTmp::new(&[], Some(&dir.path().join("scratch")), None, 1 << 20).unwrap();
+        let scratch = fs::canonicalize(dir.path().join("scratch")).unwrap();
+        assert!(
+            pool.describe().contains("own scratch dir at"),
+            "{}",
+            pool.describe()
+        );
+        let (a, b) = (pool.lease().unwrap(), pool.lease().unwrap());
+        let in_a = a
+            .take_scratch(Some((65532, 65532)), false)
+            .unwrap()
+            .unwrap();
+        let in_b = b.take_scratch(None, false).unwrap().unwrap();
+        assert_eq!((&in_a, &in_b), (&scratch, &scratch));
+        fs::write(a.host_view(&in_a.join("code")), "a").unwrap();
+        assert_eq!(
+            fs::read_to_string(a.host_view(&in_a.join("code"))).unwrap(),
+            "a"
+        );
+        assert!(!b.host_view(&in_b.join("code")).exists());
+        assert!(!scratch.join("code").exists());
+        use std::os::unix::fs::MetadataExt;
+        let owner = fs::metadata(a.host_view(&in_a)).unwrap();
+        assert_eq!((owner.uid(), owner.mode() & 0o777), (65532, 0o700));
+        // The private /tmp too.
+        let tmp = PathBuf::from(format!("/tmp/sidecar-test-{}", std::process::id()));
+        assert!(a.host_view(&tmp).starts_with("/proc/self/fd"));
+        fs::write(a.host_view(&tmp), "t").unwrap();
+        assert!(!tmp.exists());
+        drop((a, b));
+        background::flush(std::time::Duration::from_secs(10));
+        let c = pool.lease().unwrap();
+        let in_c = c.take_scratch(None, false).unwrap().unwrap();
+        let owner = fs::metadata(c.host_view(&in_c)).unwrap();
+        assert_eq!(owner.uid(), 0);
+        assert_eq!(fs::read_dir(c.host_view(&in_c)).unwrap().count(), 0);
+        assert!(!c.host_view(&tmp).exists());
+    }
+
+    /// A tmpfs on a scratch root with the workspace under it would hide the workspace:
+    /// then scratch dirs stay the host's.
+    #[test]
+    fn a_scratch_root_above_the_workspace_stays_the_hosts() {
+        if !is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("scratch");
+        let ws = scratch.join("ws");
+        let visible = std::slice::from_ref(&ws);
+        let pool = PrivateTmp::new(visible, Some(&scratch), Some(&ws), 1 << 20).unwrap();
+        assert!(
+            pool.describe()
+                .contains("scratch dirs in the host's scratch root"),
+            "{}",
+            pool.describe()
+        );
+        let lease = pool.lease().unwrap();
+        assert_eq!(lease.take_scratch(None, false).unwrap(), None);
+        assert_eq!(lease.host_view(&ws), ws.canonicalize().unwrap());
     }
 
     #[test]

@@ -24,7 +24,8 @@ use super::output::{CappedText, OutputChunk, Stream};
 use super::private_tmp::TmpNs;
 use super::sandbox::Sandbox;
 use super::spawn::{
-    reap_blocking, reap_with_cpu_time, resolve_program, spawn, ChildSetup, SpawnError, Stdio, Step,
+    reap_blocking, reap_with_cpu_time, resolve_program_in, spawn, ChildSetup, SpawnError, Stdio,
+    Step,
 };
 use super::uid_pool::UidLease;
 use super::ExecError;
@@ -415,13 +416,18 @@ fn prepare(spec: &ProcessSpec) -> Result<PathBuf, ExecError> {
             "bad environment variable name".into(),
         ));
     }
-    if !spec.cwd.is_dir() {
+    // The child may see its own scratch dir and /tmp there (a private namespace).
+    let host_view = |path: &std::path::Path| match &spec.private_tmp {
+        Some(tmp) => tmp.host_view(path),
+        None => path.to_path_buf(),
+    };
+    if !host_view(&spec.cwd).is_dir() {
         return Err(ExecError::InvalidSpec(format!(
             "working directory {} does not exist",
             spec.cwd.display()
         )));
     }
-    resolve_program(program, &spec.env, &spec.cwd)
+    resolve_program_in(program, &spec.env, &spec.cwd, host_view)
         .ok_or_else(|| ExecError::NotFound(program.clone()))
 }
 

@@ -47,6 +47,10 @@ pub struct SandboxSettings {
     /// Paths under those directories that executions must still reach (the workspace
     /// and scratch roots; made if missing).
     pub visible: Vec<PathBuf>,
+    /// The scratch root: with private temporary dirs, each execution's scratch dir is a
+    /// tmpfs of its own mounted there (out of other executions' sight); else its dirs
+    /// are made in it. A directory of its own: what else lies under it is hidden.
+    pub scratch: Option<PathBuf>,
     /// Bytes each private tmpfs may hold.
     pub private_tmp_size: u64,
     /// The workspace root: with private temporary dirs, files written there are
@@ -66,6 +70,7 @@ impl Default for SandboxSettings {
             uid_pool: Some((200_000, 512)),
             private_tmp: true,
             visible: Vec::new(),
+            scratch: None,
             private_tmp_size: 256 << 20,
             workspace: None,
         }
@@ -198,6 +203,7 @@ impl Sandbox {
         } else {
             match PrivateTmp::new(
                 &settings.visible,
+                settings.scratch.as_deref(),
                 settings.workspace.as_deref(),
                 settings.private_tmp_size,
             ) {

@@ -39,11 +39,25 @@ type Resource = libc::c_int;
 
 /// Resolves `program` like `execvp` would with the spec's `PATH`, relative entries and
 /// paths with a slash taken relative to `cwd`. `None` when nothing executable is there.
+#[cfg(test)]
 pub(crate) fn resolve_program(
     program: &str,
     env: &[(String, String)],
     cwd: &Path,
 ) -> Option<PathBuf> {
+    resolve_program_in(program, env, cwd, |p| p.to_path_buf())
+}
+
+/// [`resolve_program`] for a child that will see the file system differently (its
+/// own mount namespace): each candidate is looked at where `host_view` says the
+/// sidecar reaches it, and returned as the child will see it.
+pub(crate) fn resolve_program_in(
+    program: &str,
+    env: &[(String, String)],
+    cwd: &Path,
+    host_view: impl Fn(&Path) -> PathBuf,
+) -> Option<PathBuf> {
+    let is_executable = |path: &Path| is_executable(&host_view(path));
     if program.is_empty() {
         return None;
     }

@@ -18,6 +18,7 @@ use crate::cli::ExecArgs;
 use crate::exec::limiter::Limiter;
 use crate::exec::process::{self, ProcessOutcome, ProcessSpec};
 use crate::exec::sandbox::Sandbox;
+use crate::exec::TmpNs;
 use crate::plugins::model::FileLocation;
 use crate::plugins::{CallError, Language, PlanCommand, PlanRequest, DEFAULT_PATH};
 use scratch::{ScratchDir, ScratchDirs};
@@ -208,6 +209,17 @@ struct Who {
     network: bool,
 }
 
+/// An execution's scratch dir.
+struct Scratch {
+    /// Where the execution's processes see it.
+    path: PathBuf,
+    /// Where the sidecar writes in it: `path`, or the root of the private namespace's
+    /// tmpfs that is the scratch dir there.
+    host: PathBuf,
+    /// A dir of the host's, removed when dropped.
+    _dir: Option<ScratchDir>,
+}
+
 /// Runs plans and commands with the sandbox and limits of the server.
 pub struct Executor {
     pub sandbox: Arc<Sandbox>,
@@ -296,6 +308,31 @@ impl Executor {
         })
     }
 
+    /// The scratch dir of one execution: its private namespace's, else one of the
+    /// host's.
+    fn execution_scratch(&self, uid: u32, tmp: Option<&TmpNs>) -> Result<Scratch, ExecuteError> {
+        if let Some(tmp) = tmp {
+            let private = tmp
+                .take_scratch(self.run_as(uid), self.shares_by_group())
+                .map_err(|e| {
+                    ExecuteError::Internal(format!("cannot hand over a private scratch dir: {e}"))
+                })?;
+            if let Some(path) = private {
+                return Ok(Scratch {
+                    host: tmp.host_view(&path),
+                    path,
+                    _dir: None,
+                });
+            }
+        }
+        let dir = self.scratch(uid)?;
+        Ok(Scratch {
+            path: dir.path().to_path_buf(),
+            host: dir.path().to_path_buf(),
+            _dir: Some(dir),
+        })
+    }
+
     /// Whether executions run as dedicated uids (no cgroups) that share only the gid:
     /// then what the runner prepares for them must be reachable through the group.
     fn shares_by_group(&self) -> bool {
@@ -341,8 +378,14 @@ impl Executor {
             .await
             .map_err(|_| ExecuteError::Busy)?;
         let settings = &language.settings;
-        let scratch = self.scratch(settings.user_id)?;
-        let scratch_str = scratch.path().to_string_lossy().into_owned();
+        // Every command of the execution shares one private /tmp, which also holds its
+        // scratch dir and tells which workspace files it wrote.
+        let tmp = self
+            .sandbox
+            .private_tmp()
+            .map_err(|e| ExecuteError::Internal(e.to_string()))?;
+        let scratch = self.execution_scratch(settings.user_id, tmp.as_ref())?;
+        let scratch_str = scratch.path.to_string_lossy().into_owned();
         let work_str = req.work_dir.to_string_lossy().into_owned();
         let work = self.open_work_dir(&req.work_dir, req.work_dir_fd.take(), settings.user_id);
 
@@ -374,7 +417,7 @@ impl Executor {
         let mut own_files = Vec::new();
         for f in &plan.files {
             let (base, is_work) = match f.location {
-                FileLocation::Scratch => (scratch.path(), false),
+                FileLocation::Scratch => (scratch.host.as_path(), false),
                 FileLocation::WorkDir => (work.path.as_path(), true),
             };
             write_plan_file(
@@ -392,14 +435,8 @@ impl Executor {
                 own_files.push(f.path.clone());
             }
         }
-        // Every command of the execution shares one private /tmp, which also tells
-        // which workspace files it wrote (the snapshot comes after: its writes count
-        // from here).
-        let tmp = self
-            .sandbox
-            .private_tmp()
-            .map_err(|e| ExecuteError::Internal(e.to_string()))?;
-        // Through the namespace's own mount of the workspace, where writes are seen.
+        // Through the namespace's own mount of the workspace, where writes are seen (the
+        // snapshot comes after: the execution's writes count from here).
         let work = match (&tmp, &work.fd) {
             (Some(tmp), Some(fd)) => match tmp.reopen(std::os::fd::AsFd::as_fd(fd)) {
                 Some(fd) => PinnedDir::from_fd(fd),
@@ -431,7 +468,7 @@ impl Executor {
                 .cwd
                 .as_ref()
                 .map(PathBuf::from)
-                .unwrap_or_else(|| scratch.path().to_path_buf());
+                .unwrap_or_else(|| scratch.path.clone());
             let mut spec = self.spec(
                 cmd.argv.clone(),
                 env_for(cmd),
