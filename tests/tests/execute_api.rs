@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sidecar_tests::{
     assert_error_envelope, binary, language_available, multipart, plugins_dir, processes_with,
-    protection_active, repo, timed, unique_marker, Options, Sidecar,
+    protection_active, repo, test_dir, timed, unique_marker, Options, Sidecar,
 };
 
 /// Slack over a timeout for the wall time around a request.
@@ -352,17 +352,14 @@ fn zero_or_negative_timeouts_mean_the_maximum() {
 /// 126 as a shell says it, not a silent exit code of -1.
 #[test]
 fn a_program_that_cannot_be_started_says_why() {
-    // Not under /tmp: executions have their own there.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let program = dir.path().join("not-a-program");
+    // In the workspace, which executions see as it is (they have their own /tmp).
+    let sidecar_dir = test_dir();
+    let tools = sidecar_dir.path().join("workspace/.tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    let program = tools.join("not-a-program");
     std::fs::write(&program, b"\x00\x01 neither ELF nor #!").unwrap();
     std::fs::set_permissions(
         &program,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
@@ -371,10 +368,13 @@ fn a_program_that_cannot_be_started_says_why() {
          code_filename = \"x.b\"\nrun_command = \"{} {{file}}\"\n",
         program.display()
     ));
-    let sc = Sidecar::start_with(Options {
-        languages: Some(languages),
-        ..Options::default()
-    });
+    let sc = Sidecar::start_in(
+        sidecar_dir,
+        Options {
+            languages: Some(languages),
+            ..Options::default()
+        },
+    );
     let v = sc.execute(&json!({"language": "broken", "code": "x"}));
     assert_eq!(v["status"], "runtime_error", "{v:#}");
     assert_eq!(
