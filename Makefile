@@ -17,8 +17,9 @@ plugins:
 serve: build
 	$(SIDECAR) serve
 
+# Every test binary runs even after one fails, so that a run reports all failures.
 test: build
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check
