@@ -576,6 +576,31 @@ fn main() {
          every signal's action and resets those not at their default (~70 `sigaction` \
          calls, ~0.25 µs each here): ~20 µs, as glibc's `posix_spawn` does too; left \
          as it is.\n\
+         - **a later session of 2026-12-06**: the release profile is no longer \
+         incremental (rustc turned off the inlining between the host crate's many \
+         codegen units): interleaved A/B with the order alternating each round, 400 \
+         runs twice, Python hello -0.07 and -0.12 ms, `/bin/true` -0.02 ms; thin LTO on \
+         top measured +0.01 and -0.10 ms for every dependency rebuilt, not taken. Each \
+         execution's scratch dir is now a tmpfs of its own in its namespace \
+         (exec/private_tmp.rs): +0.03 and -0.07 ms on Python, -0.08 and -0.02 ms on \
+         `/bin/true` (noise). Measured and not built: a spawn that does not wait for the \
+         child's `exec` (`clone` with `CLONE_VM` but without `CLONE_VFORK`, so that the \
+         worker's 0.1-0.15 ms of work after the spawn runs beside the child's set-up \
+         instead of waking behind Python): a C harness spawning Python hello with \
+         0.15-0.3 ms of cache-touching work after the spawn measured -0.01 to -0.17 ms \
+         (mean -0.09 ms) against `posix_spawn`, and nothing without that work; the child \
+         would have to make its system calls without libc (`errno` would land in the \
+         running parent thread's memory) and report a failed start only once it has \
+         exited, for about a tenth of the gap. The A/B harness's ordering effect: with \
+         two sidecars interleaved in a fixed order, the second measured 0.3 to 1.1 ms \
+         slower whichever binary it was (the first's clean-up and the kernel's deferred \
+         work after its child overlap the second's request); alternating the order each \
+         round removes it. The output deferral's 50 ms deadline is now a timerfd \
+         (exec/process.rs): as a tokio sleep it usually sat in the second level of \
+         tokio's timer wheel, whose driver then woke once before the deadline to move it \
+         down a level, on the program's vCPU; `perf sched` of 40 Python hello worlds, \
+         twice: 1 and 2 of them met such a wake-up before, none after (a longer program \
+         meets one more often: the wake comes up to 64 ms after the start).\n\
          - **this VM's noise**: the same direct Python run takes 11 to 18 ms from one \
          minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
          session compare binaries; the table is one run. The runs at the end of the \
