@@ -620,7 +620,11 @@ fn main() {
          run (its /execute changes: `wait4` for the CPU time): (a) +0.53, +0.50, \
          +0.42 ms; (b) 1.071, 1.084, 1.110×; with all of its changes in (the peak \
          memory read, `no_new_privs`), the table's run and two more: (a) +0.40, \
-         +0.52, +0.39 ms; (b) 1.112, 1.074, 1.063×.\n\
+         +0.52, +0.39 ms; (b) 1.112, 1.074, 1.063×. A later session, with the private \
+         scratch dirs in (before the build profile's change): (a) +0.60, +0.60, \
+         +0.38 ms; (b) 1.080, 1.090, 1.057×; on its final code, two runs before the \
+         table's: (a) +0.61, +0.48 ms; (b) 1.074, 1.064× (the table's run, +0.50 ms \
+         and 1.026×, is the session's only one within 1.05×).\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
