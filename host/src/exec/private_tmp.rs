@@ -293,7 +293,7 @@ impl PrivateTmp {
             for (relative, fd) in inside {
                 let target = dir.join(&relative);
                 make_dirs(&target)?;
-                let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                let source = fd_path(&fd);
                 mount(
                     Some(&source),
                     &target,
@@ -489,7 +489,7 @@ impl TmpNs {
         use rustix::fs::{Mode, OFlags};
         let (_, root) = self.0.slot.as_ref()?.watch.as_ref()?;
         let workspace = self.0.pool.workspace.as_ref()?;
-        let path = fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
+        let path = fs::read_link(fd_path(&dir)).ok()?;
         let relative = path.strip_prefix(workspace).ok()?;
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mut here = rustix::fs::openat(root, ".", flags, Mode::empty()).ok()?;
@@ -657,7 +657,7 @@ fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
 }
 
 /// A path that reaches what `fd` is open on, for the calls that take paths.
-fn fd_path(fd: &OwnedFd) -> PathBuf {
+fn fd_path(fd: &impl AsRawFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
