@@ -148,9 +148,6 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves `app` on `listener` until `stop` turns true; then accepts no more, lets each
-/// open connection finish the request it is on and close, and returns once all have.
-///
 /// The most descriptors the sidecar asks for: every connection holds one and every
 /// execution about ten, and 64 Ki is far beyond the executions it runs at once.
 const OPEN_FILES_WANTED: u64 = 1 << 16;
@@ -160,7 +157,7 @@ const OPEN_FILES_WANTED: u64 = 1 << 16;
 /// the soft limit, connections could no longer be accepted, nor pipes made for
 /// executions, nor plugin files read. Executions get their own limit (1024, see
 /// exec/process.rs).
-pub(crate) fn raise_open_files_limit() {
+fn raise_open_files_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -181,6 +178,9 @@ pub(crate) fn raise_open_files_limit() {
     }
 }
 
+/// Serves `app` on `listener` until `stop` turns true; then accepts no more, lets each
+/// open connection finish the request it is on and close, and returns once all have.
+///
 /// A connection that takes longer than `header_timeout` to send a request's head, or
 /// sits idle that long between requests, is closed: one that connects and sends
 /// nothing, or a header a byte at a time, would otherwise hold a task and a descriptor

@@ -110,7 +110,8 @@ impl PrivateTmp {
             canonical.push(fs::canonicalize(path).map_err(|e| annotate(e, "resolving", path))?);
         }
         let workspace = workspace.map(fs::canonicalize).transpose()?;
-        // The scratch root's own tmpfs would hide what lies under it.
+        // The scratch root, canonical, is the last of them. Its own tmpfs would hide
+        // what lies under it.
         let scratch = match scratch.and_then(|_| canonical.pop()) {
             Some(root)
                 if canonical
@@ -396,13 +397,7 @@ impl PrivateTmp {
                 // Back to the sidecar, closed, until the next hand-over.
                 // SAFETY: plain getters.
                 let me = unsafe { (libc::geteuid(), libc::getegid()) };
-                rustix::fs::fchown(
-                    root,
-                    Some(rustix::fs::Uid::from_raw(me.0)),
-                    Some(rustix::fs::Gid::from_raw(me.1)),
-                )?;
-                rustix::fs::fchmod(root, rustix::fs::Mode::from_raw_mode(0o700))?;
-                Ok(())
+                hand_over(root, Some(me), Some(0o700))
             });
             if let Err(e) = emptied {
                 tracing::warn!("emptying a private scratch dir failed, dropping it: {e}");
@@ -517,16 +512,7 @@ impl TmpNs {
         let Some(root) = &slot.scratch else {
             return Ok(None);
         };
-        if group_writable {
-            rustix::fs::fchmod(root, rustix::fs::Mode::from_raw_mode(0o770))?;
-        }
-        if let Some((uid, gid)) = owner {
-            rustix::fs::fchown(
-                root,
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
-            )?;
-        }
+        hand_over(root, owner, group_writable.then_some(0o770))?;
         Ok(Some(path.clone()))
     }
 
@@ -654,6 +640,22 @@ fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
         .open(dir)
         .map_err(|e| annotate(e, "opening", dir))?;
     Ok(dir_file.into())
+}
+
+/// Gives the directory open at `dir` its mode, then its owner (either left as it is
+/// when `None`).
+fn hand_over(dir: &OwnedFd, owner: Option<(u32, u32)>, mode: Option<u32>) -> io::Result<()> {
+    if let Some(mode) = mode {
+        rustix::fs::fchmod(dir, rustix::fs::Mode::from_raw_mode(mode))?;
+    }
+    if let Some((uid, gid)) = owner {
+        rustix::fs::fchown(
+            dir,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )?;
+    }
+    Ok(())
 }
 
 /// A path that reaches what `fd` is open on, for the calls that take paths.
