@@ -62,6 +62,18 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// A small Python request of the session whose work dir this is.
+fn session_request(work_dir: String) -> PlanRequest {
+    PlanRequest {
+        code: "import sys\nprint('hello', sys.argv)\n".into(),
+        files: Vec::new(),
+        args: vec!["a".into(), "b c".into()],
+        has_stdin: false,
+        work_dir,
+        scratch_dir: "/tmp/sidecar/exec-1-1".into(),
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is accepted and ignored.
     let dir = plugins_dir();
@@ -111,14 +123,9 @@ fn main() {
     let lang = registry
         .resolve(&code)
         .unwrap_or_else(|| panic!("{code} is not served"));
-    let request = || PlanRequest {
-        code: "import sys\nprint('hello', sys.argv)\n".into(),
-        files: Vec::new(),
-        args: vec!["a".into(), "b c".into()],
-        has_stdin: false,
-        work_dir: "/workspace/session".into(),
-        scratch_dir: "/tmp/sidecar/exec-1-1".into(),
-    };
+    // One session's requests: after the first, each call gets the instance the
+    // previous one used (see `Warm` in host/src/plugins/runtime.rs).
+    let request = || session_request("/workspace/session".into());
     // Calls are async: awaited on a current-thread runtime, as a worker awaits them.
     let tokio_rt = current_thread();
     let calls = env_usize("BENCH_PLAN_CALLS", 5000);
@@ -147,6 +154,27 @@ fn main() {
         us(p99),
         us(max),
         calls as f64 / total.as_secs_f64()
+    );
+
+    // Each call for another session: a fresh instance every time.
+    let mut fresh = Vec::with_capacity(calls);
+    for i in 0..calls {
+        let req = session_request(format!("/workspace/session-{i}"));
+        let t = Instant::now();
+        std::hint::black_box(
+            tokio_rt
+                .block_on(lang.plugin.plan(&lang.settings, req))
+                .unwrap(),
+        );
+        fresh.push(t.elapsed());
+    }
+    let [p50, p90, p99, max] = percentiles(&mut fresh);
+    println!(
+        "plan call ({code}, {calls} calls, 1 thread, each for another session: a fresh instance): p50 {} p90 {} p99 {} max {}",
+        us(p50),
+        us(p90),
+        us(p99),
+        us(max)
     );
 
     // Spaced out, as an agent's requests are: one call after each 50 ms of idleness

@@ -40,6 +40,7 @@ const BEHAVIORS: &[&str] = &[
     "bad-env",
     "error",
     "calls",
+    "leak",
 ];
 
 /// A language `h-<behavior>` served by the hostile plugin with that behavior.
@@ -286,24 +287,85 @@ fn plan_error_is_the_callers_fault_not_a_crash() {
     assert_serves_bash(&f.sidecar);
 }
 
+/// The count the `calls` behavior reports for a call in this session.
+fn calls_count(s: &Sidecar, language: &str, session: &str) -> u64 {
+    let (status, v) = s.post(
+        "/execute",
+        &json!({"language": language, "code": "", "sessionId": session}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let out = v["stdout"].as_str().unwrap_or_default().trim().to_string();
+    out.parse()
+        .unwrap_or_else(|_| panic!("{language} in {session}: {v}"))
+}
+
 #[test]
-fn every_plan_call_gets_an_instance_no_call_has_used() {
-    // Whatever a plan call leaves in its instance (here a static counter) must not
-    // reach the next one: back to back, after a pause, or with another language of
-    // the plugin in between. (Reusing or preparing instances must keep this.)
+fn a_plan_call_never_gets_an_instance_another_session_used() {
+    // Whatever a plan call leaves in its instance (here a static counter) may reach
+    // the next call of the same session (an instance is kept for it: the plugin's
+    // `plan` must be a pure function anyway) but never another session's call, however
+    // the sessions' calls interleave.
     let f = hostile_sidecar(&[], "");
-    for round in 0..6 {
-        if round % 2 == 1 {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let (status, v) = execute(&f.sidecar, "h-calls", "");
-        assert_eq!(status, 200, "{v}");
-        assert_eq!(v["stdout"], "1\n", "call {round} shared an instance: {v}");
-        if round == 3 {
-            let (status, v) = execute(&f.sidecar, "h-ok", "");
-            assert_eq!(status, 200, "{v}");
+    let s = &f.sidecar;
+    let mut seen = std::collections::HashMap::new();
+    for round in 0..3 {
+        for session in ["a", "b", "c"] {
+            let n = calls_count(s, "h-calls", session);
+            let own = seen.entry(session).or_insert(0u64);
+            *own += 1;
+            assert_eq!(
+                n, *own,
+                "round {round}, session {session}: the instance kept for the session is \
+                 used for its calls, and only for them"
+            );
         }
     }
+    // A new session, after the others: a fresh instance.
+    assert_eq!(calls_count(s, "h-calls", "d"), 1);
+    // Another language of the same plugin, in the same session, shares its instance.
+    let (status, v) = s.post(
+        "/execute",
+        &json!({"language": "h-ok", "code": "", "sessionId": "a"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(calls_count(s, "h-calls", "a"), 4);
+}
+
+#[test]
+fn an_instance_that_trapped_or_grew_large_is_not_used_again() {
+    let f = hostile_sidecar(&[], "");
+    let s = &f.sidecar;
+    assert_eq!(calls_count(s, "h-calls", "t"), 1);
+    assert_eq!(calls_count(s, "h-calls", "t"), 2);
+    // The trap happens in the session's kept instance, which is then dropped.
+    let (status, v) = s.post(
+        "/execute",
+        &json!({"language": "h-trap", "code": "", "sessionId": "t"}),
+    );
+    assert_eq!(status, 500, "{v}");
+    assert_eq!(
+        calls_count(s, "h-calls", "t"),
+        1,
+        "a trapped instance was used again"
+    );
+    // 4 MiB kept per call: 40 calls need 160 MiB, past the 128 MiB a plugin may use,
+    // unless an instance grown large is left behind for a fresh one.
+    for call in 0..40 {
+        let (status, v) = s.post(
+            "/execute",
+            &json!({"language": "h-leak", "code": "", "sessionId": "t"}),
+        );
+        assert_eq!(status, 200, "call {call}: {v}");
+    }
+    // A refusal is a normal return: the instance stays.
+    let n = calls_count(s, "h-calls", "u");
+    let (status, v) = s.post(
+        "/execute",
+        &json!({"language": "h-error", "code": "", "sessionId": "u"}),
+    );
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(calls_count(s, "h-calls", "u"), n + 1);
+    assert_serves_bash(s);
 }
 
 // ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 //! The wasmtime runtime: one engine and linker, a pre-instantiated component per
-//! plugin, a fresh store per call, and the limits that keep a plugin from hurting the
-//! host.
+//! plugin, a store and instance per call (kept for the same session's next call: see
+//! `Warm`), and the limits that keep a plugin from hurting the host.
 //!
 //! Plugins get an empty WASI context: no preopened directories, no environment, no
 //! sockets, no name lookups, no stdin; stderr goes to a small in-memory pipe so a
@@ -69,11 +69,64 @@ pub enum CallError {
     Failed { plugin: String, message: String },
 }
 
-/// Per-store state: the empty WASI context and the store's limits.
+/// Per-store state: the empty WASI context, the store's limits and the deadline of
+/// the call in progress.
 pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limits,
+    deadline: Instant,
+}
+
+/// [`StoreLimits`], recording how large the linear memories have grown.
+struct Limits {
+    inner: StoreLimits,
+    /// The largest size a memory of the instance has been allowed to grow to.
+    memory: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory = self.memory.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
 }
 
 impl WasiView for PluginState {
@@ -94,6 +147,10 @@ pub struct Runtime {
     cache: Option<Cache>,
     limits: PluginLimits,
     slots: tokio::sync::Semaphore,
+    /// Instances kept warm for later calls, over all plugins (at most
+    /// `limits.concurrency`, which the pool has room for beside the calls'; see
+    /// [`Warm`]).
+    warm: std::sync::atomic::AtomicUsize,
     pooling: bool,
     ticker: Arc<Ticker>,
 }
@@ -108,8 +165,38 @@ pub struct Plugin {
     /// Whether its compiled code came from the disk cache.
     pub from_cache: bool,
     pre: v0_1::LanguagePluginPre<PluginState>,
+    /// Instances whose last call returned normally, for the next calls of the same
+    /// work dir; the most recently used last.
+    warm: std::sync::Mutex<Vec<Warm>>,
     runtime: Arc<Runtime>,
 }
+
+/// An instance of a plugin with its store, kept for the next call with the same work
+/// dir (one session's): making a store and an instance, and resetting the pool slot
+/// afterwards, took two thirds of a plan call (docs/benchmarks.md). A call for
+/// another work dir always gets an instance no other session's call has used, so what
+/// a plugin keeps between calls (it should keep nothing: `plan` is a pure function)
+/// never crosses from one session to another.
+struct Warm {
+    /// The work dir of the calls it served.
+    key: String,
+    store: Store<PluginState>,
+    instance: v0_1::LanguagePlugin,
+    stderr: MemoryOutputPipe,
+    calls: u32,
+    /// When its last call returned.
+    since: Instant,
+}
+
+/// Calls one instance serves before it is dropped for a fresh one.
+const WARM_CALLS: u32 = 256;
+/// Linear memory past which an instance is not kept (a plugin that leaks starts over).
+const WARM_MEMORY: usize = 16 << 20;
+/// Instances kept per plugin (for as many sessions), the least recently used dropped
+/// first.
+const WARM_PER_PLUGIN: usize = 4;
+/// How long an instance is kept unused.
+const WARM_IDLE: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,6 +234,7 @@ impl Runtime {
             cache,
             limits,
             slots: tokio::sync::Semaphore::new(limits.concurrency.max(1)),
+            warm: std::sync::atomic::AtomicUsize::new(0),
             pooling,
             ticker,
         }))
@@ -202,6 +290,7 @@ impl Runtime {
             interface,
             from_cache,
             pre,
+            warm: std::sync::Mutex::new(Vec::new()),
             runtime: self.clone(),
         };
         plugin.info = plugin
@@ -245,21 +334,31 @@ impl Runtime {
             PluginState {
                 wasi,
                 table: ResourceTable::new(),
-                limits,
+                limits: Limits {
+                    inner: limits,
+                    memory: 0,
+                },
+                deadline: Instant::now() + self.limits.timeout,
             },
         );
         store.limiter(|s| &mut s.limits);
         // Yield to the worker at every tick; trap once the call has had its time.
-        let deadline = Instant::now() + self.limits.timeout;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+        store.epoch_deadline_callback(move |store| {
+            if Instant::now() >= store.data().deadline {
                 Err(Trap::Interrupt.into())
             } else {
                 Ok(wasmtime::UpdateDeadline::Yield(1))
             }
         });
         (store, stderr)
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let kept = self.warm.get_mut().unwrap_or_else(|e| e.into_inner()).len();
+        self.forget(kept);
     }
 }
 
@@ -284,7 +383,8 @@ fn engine_config(limits: &PluginLimits, pooling: bool) -> Config {
     config.memory_reservation_for_growth(0);
     if pooling {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
-        let n = limits.concurrency as u32;
+        // Room for the calls in progress and as many instances kept warm.
+        let n = 2 * limits.concurrency as u32;
         pool.total_component_instances(n)
             .total_core_instances(n * 4)
             .total_memories(n * 2)
@@ -450,17 +550,40 @@ impl Plugin {
     ) -> Result<Plan, CallError> {
         let _slot = self.runtime.slots.acquire().await;
         let _ticking = self.runtime.ticker.ticking();
-        let (mut store, stderr) = self.runtime.store();
-        let config: v0_1::types::LanguageConfig = config.into();
-        let request: v0_1::types::PlanRequest = request.into();
-        let result = match self.pre.instantiate_async(&mut store).await {
-            Ok(p) => p.call_plan(&mut store, &config, &request).await,
-            Err(e) => Err(e),
-        };
         let failed = |message: String| CallError::Failed {
             plugin: self.info.name.clone(),
             message,
         };
+        let mut warm = match self.take_warm(&request.work_dir) {
+            Some(warm) => warm,
+            None => {
+                let (mut store, stderr) = self.runtime.store();
+                match self.pre.instantiate_async(&mut store).await {
+                    Ok(instance) => Warm {
+                        key: request.work_dir.clone(),
+                        store,
+                        instance,
+                        stderr,
+                        calls: 0,
+                        since: Instant::now(),
+                    },
+                    Err(e) => return Err(failed(self.explain(&e, &stderr))),
+                }
+            }
+        };
+        warm.store.data_mut().deadline = Instant::now() + self.runtime.limits.timeout;
+        warm.store.set_epoch_deadline(1);
+        warm.calls += 1;
+        let config: v0_1::types::LanguageConfig = config.into();
+        let request: v0_1::types::PlanRequest = request.into();
+        let result = warm
+            .instance
+            .call_plan(&mut warm.store, &config, &request)
+            .await;
+        let stderr = warm.stderr.clone();
+        if result.is_ok() {
+            self.give_back(warm);
+        }
         match result {
             Ok(Ok(plan)) => {
                 let plan: Plan = plan.into();
@@ -485,6 +608,63 @@ impl Plugin {
                 message: "the plan() call panicked".into(),
             })
         })
+    }
+
+    /// The instance kept for calls with this work dir, if there is one. (Instances
+    /// unused for [`WARM_IDLE`] are dropped on the way.)
+    fn take_warm(&self, key: &str) -> Option<Warm> {
+        let (found, expired) = {
+            let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            let expired: Vec<Warm> = match warm.iter().position(|w| w.since.elapsed() < WARM_IDLE) {
+                Some(0) => Vec::new(),
+                Some(n) => warm.drain(..n).collect(),
+                None => std::mem::take(&mut *warm),
+            };
+            let found = warm
+                .iter()
+                .rposition(|w| w.key == key)
+                .map(|i| warm.remove(i));
+            (found, expired)
+        };
+        self.forget(expired.len() + usize::from(found.is_some()));
+        found
+    }
+
+    /// Keeps an instance whose call returned (not one that trapped, which may have left
+    /// its state half-way) for the next call with its work dir, unless it wrote to
+    /// stderr, has grown large or served its share of calls, or the pool has no room
+    /// for it.
+    fn give_back(&self, mut warm: Warm) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let keep = warm.calls < WARM_CALLS
+            && warm.store.data().limits.memory <= WARM_MEMORY
+            && warm.stderr.contents().is_empty();
+        if !keep {
+            return;
+        }
+        warm.since = Instant::now();
+        let evicted = {
+            let mut kept = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            let evicted = (kept.len() >= WARM_PER_PLUGIN).then(|| kept.remove(0));
+            if evicted.is_none()
+                && self.runtime.warm.fetch_add(1, Relaxed) >= self.runtime.limits.concurrency
+            {
+                self.runtime.warm.fetch_sub(1, Relaxed);
+                return;
+            }
+            kept.push(warm);
+            evicted
+        };
+        drop(evicted);
+    }
+
+    /// Counts instances no longer kept.
+    fn forget(&self, n: usize) {
+        if n > 0 {
+            self.runtime
+                .warm
+                .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn explain(&self, e: &wasmtime::Error, stderr: &MemoryOutputPipe) -> String {
