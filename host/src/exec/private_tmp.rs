@@ -27,7 +27,7 @@ use std::ffi::{CString, OsString};
 use std::fmt;
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -514,6 +514,11 @@ impl TmpNs {
         };
         hand_over(root, owner, group_writable.then_some(0o770))?;
         Ok(Some(path.clone()))
+    }
+
+    /// The root of the scratch dir's tmpfs (see [`TmpNs::take_scratch`]), if it has one.
+    pub fn scratch_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.0.slot.as_ref()?.scratch.as_ref().map(|fd| fd.as_fd())
     }
 
     /// Where the sidecar reaches `path` as this namespace's processes see it: inside
