@@ -427,6 +427,58 @@ fn missing_toolchain_is_503_naming_the_program() {
 }
 
 #[test]
+fn a_toolchain_under_tmp_is_said_to_be_out_of_sight_not_missing() {
+    // The interpreter sits in a directory under /tmp, where the sidecar finds it but an
+    // execution, with its own /tmp, does not.
+    let (dir, languages) = languages_with("");
+    let tool = dir.path().join("hidden-interp");
+    std::fs::write(&tool, "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut text = std::fs::read_to_string(&languages).unwrap();
+    text.push_str(&format!(
+        "\n[languages.hid]\nplugin = \"template\"\nname = \"Hid\"\nfile_extension = \"hid\"\n\
+         code_filename = \"x.hid\"\nrun_command = \"{} {{file}}\"\n",
+        tool.display()
+    ));
+    std::fs::write(&languages, text).unwrap();
+    let start = |env: &[(&str, &str)]| {
+        Sidecar::start_with(Options {
+            languages: Some(languages.clone()),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Options::default()
+        })
+    };
+    let sc = start(&[]);
+    let body = json!({"language": "hid", "code": "x"}).to_string();
+    let r = sc.request(
+        "POST",
+        "/execute",
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    );
+    if !protection_active(&sc, "private_tmp") {
+        assert_eq!(r.status, 200, "{}", r.text());
+        return;
+    }
+    assert_eq!(r.status, 503, "{}", r.text());
+    let e = error_of(&r.json());
+    assert!(
+        e.contains(&tool.display().to_string())
+            && e.contains("do not see it")
+            && e.contains("SIDECAR_SHARED_TMP=1")
+            && !e.contains("not installed"),
+        "{e}"
+    );
+    // What the message advises works.
+    let shared = start(&[("SIDECAR_SHARED_TMP", "1")]);
+    let v = shared.execute(&json!({"language": "hid", "code": "x"}));
+    assert_eq!(v["stdout"], "ran\n", "{v}");
+}
+
+#[test]
 fn plugin_rejections_are_422() {
     let sc = Sidecar::start();
     let cases = [

@@ -97,7 +97,9 @@ pub async fn execute(
             }
             let (status, retry) = match &e {
                 ExecuteError::Busy => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
-                ExecuteError::MissingProgram(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
+                ExecuteError::MissingProgram(_) | ExecuteError::HiddenProgram { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, None)
+                }
                 ExecuteError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, None),
                 ExecuteError::PluginFailed(_) | ExecuteError::Internal(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, None)
@@ -108,6 +110,12 @@ pub async fn execute(
                     "the {} toolchain is not installed: `{p}` was not found",
                     language.settings.name
                 ),
+                hidden @ ExecuteError::HiddenProgram { .. } => {
+                    format!(
+                        "the {} toolchain is not usable: {hidden}",
+                        language.settings.name
+                    )
+                }
                 other => other.to_string(),
             };
             let mut err = ApiError::new(status, message);

@@ -42,6 +42,13 @@ pub enum ExecError {
     /// The program (argv[0]) is not on the spec's `PATH`: a toolchain is missing.
     #[error("program not found: {0}")]
     NotFound(String),
+    /// The program is where the sidecar finds it but the execution cannot: under a
+    /// directory that executions get a private copy of (see exec/private_tmp.rs).
+    #[error("program {program} is at {}, which executions do not see", path.display())]
+    Hidden {
+        program: String,
+        path: std::path::PathBuf,
+    },
     /// Too many executions running and waiting: try again later.
     #[error("too many executions running and queued")]
     Busy,

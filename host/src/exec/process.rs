@@ -24,8 +24,8 @@ use super::output::{CappedText, OutputChunk, Stream};
 use super::private_tmp::TmpNs;
 use super::sandbox::Sandbox;
 use super::spawn::{
-    reap_blocking, reap_with_cpu_time, resolve_program_in, spawn, ChildSetup, SpawnError, Stdio,
-    Step,
+    reap_blocking, reap_with_cpu_time, resolve_program, resolve_program_in, spawn, ChildSetup,
+    SpawnError, Stdio, Step,
 };
 use super::uid_pool::UidLease;
 use super::ExecError;
@@ -496,8 +496,20 @@ fn prepare(spec: &ProcessSpec) -> Result<PathBuf, ExecError> {
             spec.cwd.display()
         )));
     }
-    resolve_program_in(program, &spec.env, &spec.cwd, host_view)
-        .ok_or_else(|| ExecError::NotFound(program.clone()))
+    resolve_program_in(program, &spec.env, &spec.cwd, host_view).ok_or_else(|| {
+        // Found where the sidecar looks, not where the execution does: say so, rather
+        // than that the toolchain is not installed.
+        match (
+            &spec.private_tmp,
+            resolve_program(program, &spec.env, &spec.cwd),
+        ) {
+            (Some(_), Some(path)) => ExecError::Hidden {
+                program: program.clone(),
+                path,
+            },
+            _ => ExecError::NotFound(program.clone()),
+        }
+    })
 }
 
 fn outcome(

@@ -39,7 +39,6 @@ type Resource = libc::c_int;
 
 /// Resolves `program` like `execvp` would with the spec's `PATH`, relative entries and
 /// paths with a slash taken relative to `cwd`. `None` when nothing executable is there.
-#[cfg(test)]
 pub(crate) fn resolve_program(
     program: &str,
     env: &[(String, String)],

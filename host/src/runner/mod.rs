@@ -200,8 +200,20 @@ pub enum ExecuteError {
     PluginFailed(String),
     #[error("the toolchain is not installed: `{0}` was not found")]
     MissingProgram(String),
+    /// The program exists, under a directory executions get a private copy of.
+    #[error("{}, where executions do not see it: each gets a private /tmp, /var/tmp and /dev/shm; install the toolchain elsewhere, or set SIDECAR_SHARED_TMP=1", where_is(program, path))]
+    HiddenProgram { program: String, path: PathBuf },
     #[error("{0}")]
     Internal(String),
+}
+
+/// "`program` is at path", or "`path` is there" when the program was given as a path.
+fn where_is(program: &str, path: &Path) -> String {
+    if Path::new(program) == path {
+        format!("`{program}` is there")
+    } else {
+        format!("`{program}` is at {}", path.display())
+    }
 }
 
 /// Whose limits a process gets: the language's memory factor, uid and network.
@@ -649,6 +661,9 @@ async fn run_process(
         .await
         .map_err(|e| match e {
             crate::exec::ExecError::NotFound(program) => ExecuteError::MissingProgram(program),
+            crate::exec::ExecError::Hidden { program, path } => {
+                ExecuteError::HiddenProgram { program, path }
+            }
             other => ExecuteError::Internal(other.to_string()),
         })
 }
