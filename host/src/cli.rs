@@ -233,8 +233,9 @@ pub struct ExecArgs {
     /// Run user code as root even when the sidecar is root (not recommended).
     #[arg(long, env = "SIDECAR_NO_UID_DROP", value_parser = parse_flag, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub no_uid_drop: bool,
-    /// Without cgroups (as root): the uids `FIRST:COUNT` given one to an execution and
-    /// swept afterwards. Two such sidecars sharing a PID namespace need disjoint ranges.
+    /// The ids `FIRST:COUNT` given one to an execution (as root): without cgroups as
+    /// uids, swept afterwards (two such sidecars sharing a PID namespace need disjoint
+    /// ranges); with them as gids, so that executions cannot look into each other.
     #[arg(long, env = "SIDECAR_UID_POOL", value_parser = parse_uid_pool, default_value = "200000:512")]
     pub uid_pool: (u32, u32),
 }
@@ -252,6 +253,7 @@ impl ExecArgs {
                 defaults.run_as
             },
             uid_pool: Some(self.uid_pool),
+            gid_pool: Some(self.uid_pool),
             private_tmp: !self.shared_tmp,
             scratch: Some(self.scratch_dir.clone()),
             private_tmp_size: self.max_file_mb << 20,

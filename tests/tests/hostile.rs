@@ -946,23 +946,9 @@ fn an_executions_sources_are_out_of_sight_of_the_others() {
         return;
     }
     let m = unique_marker();
-    let first = {
-        let sc = Arc::clone(&sc);
-        let code = format!(
-            "# SOURCE-{m}\nimport os, time\n\
-             open(os.environ['HOME'] + '/left.txt', 'w').write('OUTPUT-{m}')\n\
-             print(os.environ['HOME'], flush=True)\ntime.sleep(4)\n"
-        );
-        std::thread::spawn(move || execute(&sc, "py", &code, 20.0))
-    };
+    let first = python_with_secrets(&sc, &m);
     // Once it runs, another looks in every place it may read (the patterns are split
     // so that its own code does not match them).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while processes_with(&scratch_marker(&sc)).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the first never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
     let look = format!(
         "m={m}; grep -rl -e \"SOURCE-$m\" -e \"OUTPUT-$m\" \"$HOME\" \"$(dirname \"$HOME\")\" \
          /tmp /var/tmp /dev/shm 2>/dev/null; echo \"home $HOME\"; ls -A \"$HOME\""
@@ -994,6 +980,63 @@ fn an_executions_sources_are_out_of_sight_of_the_others() {
         host.stdout.is_empty(),
         "{}",
         String::from_utf8_lossy(&host.stdout)
+    );
+}
+
+/// Starts a Python execution whose source holds `SOURCE-<m>` and which writes
+/// `OUTPUT-<m>` in its scratch dir, prints that dir and sleeps 4 s; returns once it
+/// runs.
+fn python_with_secrets(sc: &Arc<Sidecar>, m: &str) -> std::thread::JoinHandle<Value> {
+    let first = {
+        let sc = Arc::clone(sc);
+        let code = format!(
+            "# SOURCE-{m}\nimport os, time\n\
+             open(os.environ['HOME'] + '/left.txt', 'w').write('OUTPUT-{m}')\n\
+             print(os.environ['HOME'], flush=True)\ntime.sleep(4)\n"
+        );
+        std::thread::spawn(move || execute(&sc, "py", &code, 20.0))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while processes_with(&scratch_marker(sc)).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the first never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    first
+}
+
+/// Executions of a language share its uid, but not their processes: one running beside
+/// another cannot reach the other's scratch dir through `/proc/<pid>/root`, nor read
+/// its environment (or memory, or trace it: the same check guards them all).
+#[test]
+fn an_execution_cannot_look_into_another_through_proc() {
+    let sc = Arc::new(Sidecar::start());
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    let active = protection_active(&sc, "private_processes");
+    assert!(
+        active || !root,
+        "as root, executions must not see into each other"
+    );
+    if !active || !language_available(&sc, "py") {
+        return;
+    }
+    let m = unique_marker();
+    let first = python_with_secrets(&sc, &m);
+    // Every process's root and environment (the patterns split so that this code does
+    // not match them; only the Python run has PYTHON variables).
+    let look = format!(
+        "m={m}; for p in /proc/[0-9]*; do \
+           grep -rl -e \"SOURCE-$m\" -e \"OUTPUT-$m\" $p/root/dev/shm $p/root/tmp 2>/dev/null; \
+           tr '\\0' '\\n' < $p/environ 2>/dev/null | grep -q '^PYTHON''UNBUFFERED=' && echo \"environ of $p\"; \
+         done; echo looked"
+    );
+    let beside = execute(&sc, "bash", &look, 20.0);
+    let first = first.join().unwrap();
+    assert_eq!(first["status"], "ok", "{first:#}");
+    assert_eq!(beside["status"], "ok", "{beside:#}");
+    assert_eq!(
+        beside["stdout"], "looked\n",
+        "reached into the other execution's processes"
     );
 }
 

@@ -7,7 +7,8 @@
 //! - `cgroup`, `spawn`: per-execution cgroups, and starting the child (its set-up
 //!   before exec).
 //! - `uid_pool`, `janitor`: without cgroups, a dedicated uid per execution, and the
-//!   sweep that kills everything running as it.
+//!   sweep that kills everything running as it; `gid_pool`: with them, a gid per
+//!   execution, so that executions of one uid cannot look into each other.
 //! - `private_tmp`, `writers`: a pool of mount namespaces giving each execution its own
 //!   /tmp, /var/tmp and /dev/shm, and telling which execution wrote which workspace file.
 //! - [`background`]: clean-up after an execution, off the request's critical path;
@@ -15,6 +16,7 @@
 
 pub mod background;
 mod cgroup;
+mod gid_pool;
 mod janitor;
 pub mod limiter;
 pub mod output;
@@ -29,6 +31,7 @@ mod writers;
 #[cfg(test)]
 mod tests;
 
+pub use gid_pool::GidLease;
 pub use limiter::{Limiter, Permit};
 pub use output::{OutputChunk, Stream};
 pub use private_tmp::TmpNs;

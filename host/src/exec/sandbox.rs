@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::{self, Cgroups, Layout};
+use super::gid_pool::{GidLease, GidPool};
 use super::private_tmp::{PrivateTmp, TmpNs};
 use super::process::ProcessSpec;
 use super::uid_pool::UidPool;
@@ -41,6 +42,10 @@ pub struct SandboxSettings {
     /// sidecars in one PID namespace (not the case for pods) need disjoint ranges
     /// (`SIDECAR_UID_POOL`): a sweep kills every process of its uid.
     pub uid_pool: Option<(u32, u32)>,
+    /// With cgroups (as root), executions keep the language's uid but each gets a gid of
+    /// its own from `(first, count)`: then none can trace or look into another's
+    /// processes (see exec/gid_pool.rs).
+    pub gid_pool: Option<(u32, u32)>,
     /// Give each execution that asks its own empty /tmp, /var/tmp and /dev/shm (a pool
     /// of mount namespaces; needs root).
     pub private_tmp: bool,
@@ -68,6 +73,7 @@ impl Default for SandboxSettings {
             network_isolation: true,
             run_as: Some((65532, 65532)),
             uid_pool: Some((200_000, 512)),
+            gid_pool: Some((200_000, 512)),
             private_tmp: true,
             visible: Vec::new(),
             scratch: None,
@@ -95,6 +101,7 @@ pub struct Sandbox {
     is_root: bool,
     can_raise_limits: bool,
     pub(crate) uid_pool: Option<Arc<UidPool>>,
+    gid_pool: Option<Arc<GidPool>>,
     private_tmp: Option<Arc<PrivateTmp>>,
     report: Vec<Protection>,
 }
@@ -225,6 +232,39 @@ impl Sandbox {
             }
         };
 
+        // A gid per execution, where executions share the language's uid.
+        let runs_as = is_root && settings.run_as.is_some_and(|(uid, _)| uid != 0);
+        let (gid_pool, why) = match (runs_as, &uid_pool, settings.gid_pool) {
+            (false, _, _) => (
+                None,
+                "user code does not run as another uid (see uid_drop)".into(),
+            ),
+            (true, Some(pool), _) => (
+                None,
+                format!("each execution has a uid of its own ({})", pool.describe()),
+            ),
+            (true, None, None) => (None, "disabled by settings".to_string()),
+            (true, None, Some((first, count))) => match GidPool::new(first, count) {
+                Ok(pool) => {
+                    let why = format!(
+                        "each execution runs with a gid of its own ({}): none can trace another's \
+                         processes or look into them through /proc (root, cwd, fd, mem)",
+                        pool.describe()
+                    );
+                    (Some(Arc::new(pool)), why)
+                }
+                Err(e) => (
+                    None,
+                    format!("{e}: executions of a language can trace each other's processes"),
+                ),
+            },
+        };
+        report.push(protection(
+            "private_processes",
+            gid_pool.is_some() || uid_pool.is_some() && runs_as,
+            why,
+        ));
+
         match (is_root, settings.run_as) {
             (true, Some((uid, gid))) if uid != 0 => report.push(protection(
                 "uid_drop",
@@ -233,6 +273,10 @@ impl Sandbox {
                     Some(pool) => format!(
                         "runs as a dedicated uid ({}) with gid {gid}, no supplementary groups",
                         pool.describe()
+                    ),
+                    None if gid_pool.is_some() => format!(
+                        "runs as uid {uid} with the execution's own gid (see private_processes), \
+                         no supplementary groups"
                     ),
                     None => format!("runs as {uid}:{gid}, no supplementary groups"),
                 },
@@ -268,6 +312,7 @@ impl Sandbox {
             is_root,
             can_raise_limits: is_root && has_effective_capability(CAP_SYS_RESOURCE),
             uid_pool,
+            gid_pool,
             private_tmp,
             report,
         }
@@ -303,6 +348,17 @@ impl Sandbox {
         } else {
             None
         }
+    }
+
+    /// A gid of its own for one execution (see exec/gid_pool.rs), where that protection
+    /// is active and one is free; put it in every [`ProcessSpec`] of the execution, and
+    /// keep it until the execution's processes are dead.
+    pub fn gid_lease(&self) -> Option<GidLease> {
+        let lease = self.gid_pool.as_ref()?.lease();
+        if lease.is_none() {
+            tracing::warn!("no free execution gid: this execution shares the language's gid");
+        }
+        lease
     }
 
     /// A spec with the default limits and this sandbox's uid.

@@ -816,6 +816,7 @@ async fn report_lists_every_protection() {
         "kill_all",
         "network_isolation",
         "uid_drop",
+        "private_processes",
         "rlimits",
         "no_new_privs",
     ] {

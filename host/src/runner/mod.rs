@@ -19,7 +19,7 @@ use crate::cli::ExecArgs;
 use crate::exec::limiter::Limiter;
 use crate::exec::process::{self, ProcessOutcome, ProcessSpec};
 use crate::exec::sandbox::Sandbox;
-use crate::exec::TmpNs;
+use crate::exec::{GidLease, TmpNs};
 use crate::plugins::model::FileLocation;
 use crate::plugins::{CallError, Language, PlanCommand, PlanRequest, DEFAULT_PATH};
 use crate::workspace::sys;
@@ -216,10 +216,11 @@ fn where_is(program: &str, path: &Path) -> String {
     }
 }
 
-/// Whose limits a process gets: the language's memory factor, uid and network.
+/// Whose limits a process gets: the language's memory factor, the uid and gid it runs
+/// as (see [`Executor::ids`]) and network.
 struct Who {
     memory_multiplier: f64,
-    uid: u32,
+    ids: Option<(u32, u32)>,
     network: bool,
 }
 
@@ -280,7 +281,7 @@ impl Executor {
     ) -> ProcessSpec {
         let Who {
             memory_multiplier,
-            uid,
+            ids,
             network,
         } = who;
         let memory = (self.settings.memory_mb as f64 * memory_multiplier) as u64 * (1 << 20);
@@ -293,7 +294,7 @@ impl Executor {
             cpu_time: Some(timeout + Duration::from_secs(1)),
             memory_limit: Some(memory),
             use_rlimit_as: false,
-            uid_gid: self.run_as(uid),
+            uid_gid: ids,
             network,
             output_cap: self.settings.output_cap,
             pids_limit: Some(self.settings.max_processes),
@@ -308,10 +309,17 @@ impl Executor {
         (self.sandbox.run_as().is_some() && uid != 0).then_some((uid, uid))
     }
 
-    /// The private scratch dir of one execution.
-    fn scratch(&self, uid: u32) -> Result<ScratchDir, ExecuteError> {
+    /// The uid/gid one execution's processes run as: the language's uid, and the
+    /// execution's own gid where it has one (see exec/gid_pool.rs).
+    fn ids(&self, uid: u32, gid: Option<&GidLease>) -> Option<(u32, u32)> {
+        self.run_as(uid)
+            .map(|(uid, own)| (uid, gid.map_or(own, |lease| lease.gid)))
+    }
+
+    /// The private scratch dir of one execution, for processes running as `ids`.
+    fn scratch(&self, ids: Option<(u32, u32)>) -> Result<ScratchDir, ExecuteError> {
         let access = scratch::Access {
-            owner: self.run_as(uid),
+            owner: ids,
             group_writable: self.shares_by_group(),
         };
         self.scratch_dirs.take(access).map_err(|e| {
@@ -324,13 +332,15 @@ impl Executor {
 
     /// The scratch dir of one execution: its private namespace's, else one of the
     /// host's.
-    fn execution_scratch(&self, uid: u32, tmp: Option<&TmpNs>) -> Result<Scratch, ExecuteError> {
+    fn execution_scratch(
+        &self,
+        ids: Option<(u32, u32)>,
+        tmp: Option<&TmpNs>,
+    ) -> Result<Scratch, ExecuteError> {
         if let Some(tmp) = tmp {
-            let private = tmp
-                .take_scratch(self.run_as(uid), self.shares_by_group())
-                .map_err(|e| {
-                    ExecuteError::Internal(format!("cannot hand over a private scratch dir: {e}"))
-                })?;
+            let private = tmp.take_scratch(ids, self.shares_by_group()).map_err(|e| {
+                ExecuteError::Internal(format!("cannot hand over a private scratch dir: {e}"))
+            })?;
             if let (Some(path), Some(fd)) = (private, tmp.scratch_fd()) {
                 let fd = fd.try_clone_to_owned().map_err(|e| {
                     ExecuteError::Internal(format!("cannot hand over a private scratch dir: {e}"))
@@ -342,7 +352,7 @@ impl Executor {
                 });
             }
         }
-        let dir = self.scratch(uid)?;
+        let dir = self.scratch(ids)?;
         let fd = sys::open_dir_unconfined(dir.path()).map_err(|e| {
             ExecuteError::Internal(format!(
                 "cannot open the scratch dir {}: {e}",
@@ -407,7 +417,10 @@ impl Executor {
             .sandbox
             .private_tmp()
             .map_err(|e| ExecuteError::Internal(e.to_string()))?;
-        let scratch = self.execution_scratch(settings.user_id, tmp.as_ref())?;
+        // A gid of its own for the execution's processes, held until they are dead.
+        let gid = self.sandbox.gid_lease();
+        let ids = self.ids(settings.user_id, gid.as_ref());
+        let scratch = self.execution_scratch(ids, tmp.as_ref())?;
         let scratch_str = scratch.path.to_string_lossy().into_owned();
         let work_str = req.work_dir.to_string_lossy().into_owned();
         let work = self.open_work_dir(&req.work_dir, req.work_dir_fd.take(), settings.user_id);
@@ -465,7 +478,7 @@ impl Executor {
                 &f.path,
                 &f.content,
                 f.executable,
-                self.run_as(settings.user_id),
+                ids,
                 self.shares_by_group(),
             )
             .map_err(|e| {
@@ -516,7 +529,7 @@ impl Executor {
                 Duration::from_secs(self.settings.compile_timeout),
                 Who {
                     memory_multiplier: settings.memory_multiplier.max(1.0) * 2.0,
-                    uid: settings.user_id,
+                    ids,
                     network: false,
                 },
             );
@@ -559,7 +572,7 @@ impl Executor {
             self.run_timeout(req.timeout, settings.timeout_multiplier),
             Who {
                 memory_multiplier: settings.memory_multiplier,
-                uid: settings.user_id,
+                ids,
                 network: settings.network,
             },
         );
@@ -616,7 +629,9 @@ impl Executor {
             .acquire()
             .await
             .map_err(|_| ExecuteError::Busy)?;
-        let scratch = self.scratch(uid)?;
+        let gid = self.sandbox.gid_lease();
+        let ids = self.ids(uid, gid.as_ref());
+        let scratch = self.scratch(ids)?;
         let work = self.open_work_dir(dir, None, uid);
         let scratch_str = scratch.path().to_string_lossy().into_owned();
         let env = vec![
@@ -633,7 +648,7 @@ impl Executor {
             timeout,
             Who {
                 memory_multiplier: 1.0,
-                uid,
+                ids,
                 network,
             },
         );
