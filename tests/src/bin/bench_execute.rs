@@ -601,6 +601,29 @@ fn main() {
          down a level, on the program's vCPU; `perf sched` of 40 Python hello worlds, \
          twice: 1 and 2 of them met such a wake-up before, none after (a longer program \
          meets one more often: the wake comes up to 64 ms after the start).\n\
+         - **the session after (2026-12-06)**: a plan call's instance is now kept for \
+         the same session's next call (host/src/plugins/runtime.rs, `Warm`; never \
+         another session's, dropped after a trap): making the store and instance and \
+         resetting the pool slot were two thirds of a plan call after a Python run. \
+         Interleaved A/B against the previous binary (order alternating, 300-400 runs): \
+         Python hello -0.09, -0.16, -0.19 ms, `/bin/true` -0.04, -0.05 ms. Phases of a \
+         request from timestamps in a private build (300 back-to-back requests each, \
+         p50, µs, Python / `/bin/true`): request checks and session 22 / 11; slot, \
+         namespace, scratch and work dir 11 / 7; the plan call 97 / 30 with the kept \
+         instance (of which the wasm call itself 66 / 16; conversions and the epoch \
+         timer under 8); plan files 33 / 14; the work dir through the namespace 17 / 13; \
+         first snapshot 11 / 10; environment, program lookup, cgroup and pipes 64 / 35; \
+         after the exit is seen: kill check 22 / 9, output 37 / 20, reap 25 / 16, OOM \
+         and peak reads 11 / 6, hand-over to the clean-up thread 14 / 5, second \
+         snapshot 31 / 15, response 39 / 16. In all ~445 µs after Python against \
+         ~190 µs after `/bin/true`: the same work, twice as slow on caches the program \
+         has just used. Tried and not kept: the executable's 16 MiB of code remapped \
+         onto transparent huge pages at start-up (fewer TLB misses after the program \
+         ran): interleaved A/B -0.14, +0.38 and (spaced 50 ms) -0.07 ms, no effect \
+         out of the noise; the plan's files written through descriptors instead of \
+         `/proc/self/fd` paths (kept for its own sake, no symlink can redirect them): \
+         +0.05 and 0 ms. A gid of its own per execution (`private_processes`) costs a \
+         lock and a queue operation.\n\
          - **this VM's noise**: the same direct Python run takes 11 to 18 ms from one \
          minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
          session compare binaries; the table is one run. The runs at the end of the \
@@ -624,7 +647,13 @@ fn main() {
          scratch dirs in (before the build profile's change): (a) +0.60, +0.60, \
          +0.38 ms; (b) 1.080, 1.090, 1.057×; on its final code, two runs before the \
          table's: (a) +0.61, +0.48 ms; (b) 1.074, 1.064× (the table's run, +0.50 ms \
-         and 1.026×, is the session's only one within 1.05×).\n\
+         and 1.026×, is the session's only one within 1.05×). The session after, on \
+         the previous code: (a) +0.41, +0.38 ms; (b) 1.062, 1.047×; with the kept plan \
+         instances: (a) +0.50, +0.43, +0.65 ms; (b) 1.053, 1.054, 1.047×; an hour \
+         later, when the direct Python run had gone from 10.0-10.4 to 11.5-11.8 ms \
+         here, on the final code, three runs before the table's: (a) +0.42, +0.55, +0.51 ms; (b) 1.089, 1.091, \
+         1.075× (an interleaved A/B of the final binary against the one of the \
+         earlier runs measured +0.06 and +0.02 ms: the host, not the code).\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
