@@ -451,27 +451,33 @@ impl Executor {
 
         // 2. The plan's files, written through descriptors of their dirs.
         let mut own_files = Vec::new();
-        let mut work_fd = None;
+        // (The work dir by path, where it could not be pinned.)
+        let opened;
+        let work_fd = match &work.fd {
+            Some(fd) => Some(fd.as_fd()),
+            None if plan
+                .files
+                .iter()
+                .any(|f| matches!(f.location, FileLocation::WorkDir)) =>
+            {
+                opened = sys::open_dir_unconfined(&work.path).map_err(|e| {
+                    ExecuteError::Internal(format!(
+                        "cannot open the work dir {}: {e}",
+                        work.path.display()
+                    ))
+                })?;
+                Some(opened.as_fd())
+            }
+            None => None,
+        };
         for f in &plan.files {
             let (base, is_work) = match f.location {
                 FileLocation::Scratch => (scratch.fd.as_fd(), false),
-                FileLocation::WorkDir => match &work.fd {
-                    Some(fd) => (fd.as_fd(), true),
-                    None => {
-                        let fd = match &work_fd {
-                            Some(fd) => fd,
-                            None => work_fd.insert(sys::open_dir_unconfined(&work.path).map_err(
-                                |e| {
-                                    ExecuteError::Internal(format!(
-                                        "cannot open the work dir {}: {e}",
-                                        work.path.display()
-                                    ))
-                                },
-                            )?),
-                        };
-                        (fd.as_fd(), true)
-                    }
-                },
+                FileLocation::WorkDir => (
+                    work_fd
+                        .ok_or_else(|| ExecuteError::Internal("the work dir is not open".into()))?,
+                    true,
+                ),
             };
             write_plan_file(
                 base,
