@@ -1040,6 +1040,42 @@ fn an_execution_cannot_look_into_another_through_proc() {
     );
 }
 
+/// Executions of a language share its uid, but one cannot signal another's processes:
+/// neither by pid nor with `kill -1`, which reaches every process a uid may signal.
+#[test]
+fn an_execution_cannot_signal_another() {
+    let sc = Arc::new(Sidecar::start());
+    if !protection_active(&sc, "scoped_signals") || !language_available(&sc, "py") {
+        return;
+    }
+    let m = unique_marker();
+    let first = python_with_secrets(&sc, &m);
+    let beside = execute(
+        &sc,
+        "bash",
+        "for p in $(pgrep python3); do kill -9 $p; done; kill -STOP -1; kill -9 -1; echo done",
+        20.0,
+    );
+    let first = first.join().unwrap();
+    assert_eq!(first["status"], "ok", "killed from beside: {first:#}");
+    assert_eq!(beside["stdout"], "done\n", "{beside:#}");
+    assert!(
+        beside["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("Operation not permitted"),
+        "{beside:#}"
+    );
+    // An execution still signals its own processes.
+    let own = execute(
+        &sc,
+        "bash",
+        "sleep 30 & kill -TERM $!; wait $!; echo \"status $?\"",
+        20.0,
+    );
+    assert_eq!(own["stdout"], "status 143\n", "{own:#}");
+}
+
 /// Directory chains tens of thousands of levels deep in the scratch dir and in /tmp
 /// (the clean-up used to recurse once per level: a stack overflow aborted the sidecar).
 #[test]

@@ -16,6 +16,7 @@ use super::cgroup::{self, Cgroups, Layout};
 use super::gid_pool::{GidLease, GidPool};
 use super::private_tmp::{PrivateTmp, TmpNs};
 use super::process::ProcessSpec;
+use super::spawn::{landlock_abi, LANDLOCK_ABI_SCOPED};
 use super::uid_pool::UidPool;
 
 /// What the sandbox should try to use. Anything that does not work here is skipped and
@@ -46,6 +47,9 @@ pub struct SandboxSettings {
     /// its own from `(first, count)`: then none can trace or look into another's
     /// processes (see exec/gid_pool.rs).
     pub gid_pool: Option<(u32, u32)>,
+    /// Put each process the sandbox starts in a Landlock domain of its own that scopes
+    /// signals and abstract unix sockets (Linux >= 6.12 with Landlock enabled).
+    pub scoped_signals: bool,
     /// Give each execution that asks its own empty /tmp, /var/tmp and /dev/shm (a pool
     /// of mount namespaces; needs root).
     pub private_tmp: bool,
@@ -74,6 +78,7 @@ impl Default for SandboxSettings {
             run_as: Some((65532, 65532)),
             uid_pool: Some((200_000, 512)),
             gid_pool: Some((200_000, 512)),
+            scoped_signals: true,
             private_tmp: true,
             visible: Vec::new(),
             scratch: None,
@@ -102,6 +107,7 @@ pub struct Sandbox {
     can_raise_limits: bool,
     pub(crate) uid_pool: Option<Arc<UidPool>>,
     gid_pool: Option<Arc<GidPool>>,
+    scoped_signals: bool,
     private_tmp: Option<Arc<PrivateTmp>>,
     report: Vec<Protection>,
 }
@@ -265,6 +271,33 @@ impl Sandbox {
             why,
         ));
 
+        // Signals kept within each execution.
+        let (scoped_signals, why) = match (settings.scoped_signals, landlock_abi()) {
+            (false, _) => (false, "disabled by settings".to_string()),
+            (true, Ok(abi)) if abi >= LANDLOCK_ABI_SCOPED => (
+                true,
+                format!(
+                    "Landlock (ABI {abi}): an execution's processes can send signals to, and \
+                     connect to abstract unix sockets of, only processes of the same execution"
+                ),
+            ),
+            (true, Ok(abi)) => (
+                false,
+                format!(
+                    "Landlock ABI {abi} has no scopes (Linux 6.12 and later): an execution \
+                     can signal the processes of another running as the same uid"
+                ),
+            ),
+            (true, Err(e)) => (
+                false,
+                format!(
+                    "no Landlock ({e}; it must be in the kernel's `lsm=` list): an execution \
+                     can signal the processes of another running as the same uid"
+                ),
+            ),
+        };
+        report.push(protection("scoped_signals", scoped_signals, why));
+
         match (is_root, settings.run_as) {
             (true, Some((uid, gid))) if uid != 0 => report.push(protection(
                 "uid_drop",
@@ -313,6 +346,7 @@ impl Sandbox {
             can_raise_limits: is_root && has_effective_capability(CAP_SYS_RESOURCE),
             uid_pool,
             gid_pool,
+            scoped_signals,
             private_tmp,
             report,
         }
@@ -359,6 +393,11 @@ impl Sandbox {
             tracing::warn!("no free execution gid: this execution shares the language's gid");
         }
         lease
+    }
+
+    /// Whether each process started goes in a Landlock domain that scopes its signals.
+    pub(crate) fn scopes_signals(&self) -> bool {
+        self.scoped_signals
     }
 
     /// A spec with the default limits and this sandbox's uid.

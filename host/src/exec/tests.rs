@@ -817,6 +817,7 @@ async fn report_lists_every_protection() {
         "network_isolation",
         "uid_drop",
         "private_processes",
+        "scoped_signals",
         "rlimits",
         "no_new_privs",
     ] {
@@ -1049,4 +1050,30 @@ async fn private_tmp_is_emptied_before_it_is_reused() {
     let out = run_ok(&sandbox, in_tmp(again, check)).await;
     assert_eq!(out.stdout, "0\nkept\n", "{out:?}");
     std::fs::remove_file(&host_file).unwrap();
+}
+
+/// A process the sandbox starts cannot signal one outside its execution even as the
+/// same user (here without the uid drop: only the Landlock scope stands in the way),
+/// and still signals its own.
+#[tokio::test]
+async fn signals_stay_within_the_execution() {
+    if !sandbox().is_active("scoped_signals") {
+        eprintln!("skipped: scoped_signals is not active here");
+        return;
+    }
+    let mut outside = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let mut spec = sh(&format!(
+        "kill -0 {} 2>&1; echo \"outside $?\"; sleep 30 & kill $!; wait $!; echo \"own $?\"",
+        outside.id()
+    ));
+    spec.uid_gid = None;
+    let out = run_ok(sandbox(), spec).await;
+    outside.kill().unwrap();
+    outside.wait().unwrap();
+    assert!(out.stdout.contains("Operation not permitted"), "{out:?}");
+    assert!(out.stdout.contains("outside 1\n"), "{out:?}");
+    assert!(out.stdout.ends_with("own 143\n"), "{out:?}");
 }
