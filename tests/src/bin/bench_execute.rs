@@ -623,7 +623,9 @@ fn main() {
          out of the noise; the plan's files written through descriptors instead of \
          `/proc/self/fd` paths (kept for its own sake, no symlink can redirect them): \
          +0.05 and 0 ms. A gid of its own per execution (`private_processes`) costs a \
-         lock and a queue operation.\n\
+         lock and a queue operation; the child's Landlock domain (`scoped_signals`, \
+         three system calls) measured 0.000 and -0.004 ms on `/bin/true` \
+         (interleaved A/B, 400 runs twice).\n\
          - **this VM's noise**: the same direct Python run takes 11 to 18 ms from one \
          minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
          session compare binaries; the table is one run. The runs at the end of the \
@@ -651,8 +653,8 @@ fn main() {
          the previous code: (a) +0.41, +0.38 ms; (b) 1.062, 1.047×; with the kept plan \
          instances: (a) +0.50, +0.43, +0.65 ms; (b) 1.053, 1.054, 1.047×; an hour \
          later, when the direct Python run had gone from 10.0-10.4 to 11.5-11.8 ms \
-         here, on the final code, three runs before the table's: (a) +0.42, +0.55, +0.51 ms; (b) 1.089, 1.091, \
-         1.075× (an interleaved A/B of the final binary against the one of the \
+         here, on this session's code, four runs before the table's: (a) +0.42, +0.55, +0.51, +0.38 ms; (b) 1.089, 1.091, \
+         1.075, 1.055× (an interleaved A/B of the final binary against the one of the \
          earlier runs measured +0.06 and +0.02 ms: the host, not the code).\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
