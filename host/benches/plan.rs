@@ -134,17 +134,18 @@ fn main() {
             .block_on(lang.plugin.plan(&lang.settings, request()))
             .unwrap();
     }
-    let mut samples = Vec::with_capacity(calls);
-    let started = Instant::now();
-    for _ in 0..calls {
-        let req = request();
+    // One plan call on this thread, timed (the request is made before the clock starts).
+    let timed = |req: PlanRequest| {
         let t = Instant::now();
-        let plan = tokio_rt
-            .block_on(lang.plugin.plan(&lang.settings, req))
-            .unwrap();
-        samples.push(t.elapsed());
-        std::hint::black_box(plan);
-    }
+        std::hint::black_box(
+            tokio_rt
+                .block_on(lang.plugin.plan(&lang.settings, req))
+                .unwrap(),
+        );
+        t.elapsed()
+    };
+    let started = Instant::now();
+    let mut samples: Vec<Duration> = (0..calls).map(|_| timed(request())).collect();
     let total = started.elapsed();
     let [p50, p90, p99, max] = percentiles(&mut samples);
     println!(
@@ -157,17 +158,9 @@ fn main() {
     );
 
     // Each call for another session: a fresh instance every time.
-    let mut fresh = Vec::with_capacity(calls);
-    for i in 0..calls {
-        let req = session_request(format!("/workspace/session-{i}"));
-        let t = Instant::now();
-        std::hint::black_box(
-            tokio_rt
-                .block_on(lang.plugin.plan(&lang.settings, req))
-                .unwrap(),
-        );
-        fresh.push(t.elapsed());
-    }
+    let mut fresh: Vec<Duration> = (0..calls)
+        .map(|i| timed(session_request(format!("/workspace/session-{i}"))))
+        .collect();
     let [p50, p90, p99, max] = percentiles(&mut fresh);
     println!(
         "plan call ({code}, {calls} calls, 1 thread, each for another session: a fresh instance): p50 {} p90 {} p99 {} max {}",
@@ -183,14 +176,7 @@ fn main() {
     let mut idle = Vec::with_capacity(idle_calls);
     for _ in 0..idle_calls {
         std::thread::sleep(Duration::from_millis(50));
-        let req = request();
-        let t = Instant::now();
-        std::hint::black_box(
-            tokio_rt
-                .block_on(lang.plugin.plan(&lang.settings, req))
-                .unwrap(),
-        );
-        idle.push(t.elapsed());
+        idle.push(timed(request()));
     }
     let [p50, p90, _, max] = percentiles(&mut idle);
     println!(
