@@ -200,7 +200,7 @@ pub async fn run(
         },
         umask: lease.is_some().then_some(0o002),
         run_as,
-        scope: sandbox.scopes_signals(),
+        scope: sandbox.scope_ruleset(),
         ..ChildSetup::default()
     };
     setup.limit_core(can_raise);

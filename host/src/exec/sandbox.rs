@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use super::cgroup::{self, Cgroups, Layout};
 use super::gid_pool::{GidLease, GidPool};
 use super::private_tmp::{PrivateTmp, TmpNs};
 use super::process::ProcessSpec;
-use super::spawn::{landlock_abi, LANDLOCK_ABI_SCOPED};
+use super::spawn::{landlock_abi, scope_ruleset, LANDLOCK_ABI_SCOPED};
 use super::uid_pool::UidPool;
 
 /// What the sandbox should try to use. Anything that does not work here is skipped and
@@ -107,7 +107,8 @@ pub struct Sandbox {
     can_raise_limits: bool,
     pub(crate) uid_pool: Option<Arc<UidPool>>,
     gid_pool: Option<Arc<GidPool>>,
-    scoped_signals: bool,
+    /// The Landlock ruleset children restrict themselves to, where scopes work.
+    scope: Option<OwnedFd>,
     private_tmp: Option<Arc<PrivateTmp>>,
     report: Vec<Protection>,
 }
@@ -272,31 +273,35 @@ impl Sandbox {
         ));
 
         // Signals kept within each execution.
-        let (scoped_signals, why) = match (settings.scoped_signals, landlock_abi()) {
-            (false, _) => (false, "disabled by settings".to_string()),
-            (true, Ok(abi)) if abi >= LANDLOCK_ABI_SCOPED => (
-                true,
-                format!(
-                    "Landlock (ABI {abi}): an execution's processes can send signals to, and \
-                     connect to abstract unix sockets of, only processes of the same execution"
+        let (scope, why) = match (settings.scoped_signals, landlock_abi()) {
+            (false, _) => (None, "disabled by settings".to_string()),
+            (true, Ok(abi)) if abi >= LANDLOCK_ABI_SCOPED => match scope_ruleset() {
+                Ok(fd) => (
+                    Some(fd),
+                    format!(
+                        "Landlock (ABI {abi}): an execution's processes can send signals to, \
+                         and connect to abstract unix sockets of, only processes of the same \
+                         execution"
+                    ),
                 ),
-            ),
+                Err(e) => (None, format!("cannot make a Landlock ruleset: {e}")),
+            },
             (true, Ok(abi)) => (
-                false,
+                None,
                 format!(
                     "Landlock ABI {abi} has no scopes (Linux 6.12 and later): an execution \
                      can signal the processes of another running as the same uid"
                 ),
             ),
             (true, Err(e)) => (
-                false,
+                None,
                 format!(
                     "no Landlock ({e}; it must be in the kernel's `lsm=` list): an execution \
                      can signal the processes of another running as the same uid"
                 ),
             ),
         };
-        report.push(protection("scoped_signals", scoped_signals, why));
+        report.push(protection("scoped_signals", scope.is_some(), why));
 
         match (is_root, settings.run_as) {
             (true, Some((uid, gid))) if uid != 0 => report.push(protection(
@@ -346,7 +351,7 @@ impl Sandbox {
             can_raise_limits: is_root && has_effective_capability(CAP_SYS_RESOURCE),
             uid_pool,
             gid_pool,
-            scoped_signals,
+            scope,
             private_tmp,
             report,
         }
@@ -395,9 +400,10 @@ impl Sandbox {
         lease
     }
 
-    /// Whether each process started goes in a Landlock domain that scopes its signals.
-    pub(crate) fn scopes_signals(&self) -> bool {
-        self.scoped_signals
+    /// The Landlock ruleset each process started restricts itself to (a domain of its
+    /// own that scopes its signals), where that protection is active.
+    pub(crate) fn scope_ruleset(&self) -> Option<RawFd> {
+        self.scope.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     /// A spec with the default limits and this sandbox's uid.

@@ -98,9 +98,9 @@ pub(crate) struct ChildSetup {
     pub rlimits: Vec<(Resource, libc::rlimit)>,
     pub umask: Option<libc::mode_t>,
     pub run_as: Option<(u32, u32)>,
-    /// Put the child in a Landlock domain of its own that scopes signals and abstract
-    /// unix sockets (see [`landlock_abi`]).
-    pub scope: bool,
+    /// A Landlock ruleset that scopes signals and abstract unix sockets (made once, see
+    /// [`scope_ruleset`]): the child restricts itself to it, a domain of its own.
+    pub scope: Option<RawFd>,
 }
 
 /// `struct landlock_ruleset_attr` (Linux >= 6.12 reads `scoped`).
@@ -116,6 +116,32 @@ const LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
 const LANDLOCK_SCOPE_SIGNAL: u64 = 1 << 1;
 /// The first Landlock ABI with `scoped` (Linux 6.12).
 pub(crate) const LANDLOCK_ABI_SCOPED: i64 = 6;
+
+/// The ruleset every child restricts itself to: only scopes (signals and abstract unix
+/// sockets), no file system or network rules. One for the sidecar's life: each
+/// `landlock_restrict_self` with it makes a new domain all the same.
+pub(crate) fn scope_ruleset() -> io::Result<OwnedFd> {
+    let attr = LandlockRulesetAttr {
+        handled_access_fs: 0,
+        handled_access_net: 0,
+        scoped: LANDLOCK_SCOPE_SIGNAL | LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET,
+    };
+    // SAFETY: a valid attribute of the size we pass; the kernel returns a new
+    // descriptor (close-on-exec) or an error.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            &attr as *const LandlockRulesetAttr,
+            std::mem::size_of::<LandlockRulesetAttr>(),
+            0 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) })
+}
 
 /// The Landlock ABI version the kernel offers, or why there is none.
 pub(crate) fn landlock_abi() -> io::Result<i64> {
@@ -242,25 +268,8 @@ impl ChildSetup {
             // processes of the domain, so not another execution running as the same
             // uid, nor (when it runs as that uid too) the sidecar. Landlock also keeps
             // them from tracing or looking into processes outside the domain.
-            if self.scope {
-                let attr = LandlockRulesetAttr {
-                    handled_access_fs: 0,
-                    handled_access_net: 0,
-                    scoped: LANDLOCK_SCOPE_SIGNAL | LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET,
-                };
-                let fd = libc::syscall(
-                    libc::SYS_landlock_create_ruleset,
-                    &attr as *const LandlockRulesetAttr,
-                    std::mem::size_of::<LandlockRulesetAttr>(),
-                    0 as libc::c_uint,
-                );
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                let restricted =
-                    libc::syscall(libc::SYS_landlock_restrict_self, fd, 0 as libc::c_uint);
-                libc::close(fd as RawFd);
-                if restricted != 0 {
+            if let Some(fd) = self.scope {
+                if libc::syscall(libc::SYS_landlock_restrict_self, fd, 0 as libc::c_uint) != 0 {
                     return Err(io::Error::last_os_error());
                 }
             }

@@ -623,9 +623,10 @@ fn main() {
          out of the noise; the plan's files written through descriptors instead of \
          `/proc/self/fd` paths (kept for its own sake, no symlink can redirect them): \
          +0.05 and 0 ms. A gid of its own per execution (`private_processes`) costs a \
-         lock and a queue operation; the child's Landlock domain (`scoped_signals`, \
-         three system calls) measured 0.000 and -0.004 ms on `/bin/true` \
-         (interleaved A/B, 400 runs twice).\n\
+         lock and a queue operation; the child's Landlock domain (`scoped_signals`) measured 0.000 and -0.004 ms on \
+         `/bin/true` (interleaved A/B, 400 runs twice) when each child made its ruleset \
+         (three system calls); the ruleset is now made once, at start-up, and the child \
+         makes one.\n\
          - **this VM's noise**: the same direct Python run takes 11 to 18 ms from one \
          minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
          session compare binaries; the table is one run. The runs at the end of the \
