@@ -56,6 +56,9 @@ pub struct Options {
     pub open_files_soft_limit: Option<u64>,
     /// And with this hard limit (which it cannot raise).
     pub open_files_hard_limit: Option<u64>,
+    /// Start the sidecar with these signals ignored (as `nohup cmd &` starts it with
+    /// SIGHUP, SIGINT and SIGQUIT ignored).
+    pub ignored_signals: Vec<libc::c_int>,
 }
 
 impl Options {
@@ -435,6 +438,20 @@ pub fn serve_command(dir: &Path, opts: &Options) -> Command {
         cmd.env(k, v);
     }
     let (soft, hard) = (opts.open_files_soft_limit, opts.open_files_hard_limit);
+    if !opts.ignored_signals.is_empty() {
+        use std::os::unix::process::CommandExt;
+        let ignored = opts.ignored_signals.clone();
+        // SAFETY: only signal(2), async-signal-safe, in the forked child (its
+        // dispositions of SIG_IGN survive the exec).
+        unsafe {
+            cmd.pre_exec(move || {
+                for &signal in &ignored {
+                    libc::signal(signal, libc::SIG_IGN);
+                }
+                Ok(())
+            });
+        }
+    }
     if soft.is_some() || hard.is_some() {
         use std::os::unix::process::CommandExt;
         // SAFETY: only getrlimit and setrlimit, async-signal-safe, in the forked child.

@@ -307,6 +307,47 @@ fn environment_is_clean() {
     assert!(env.lines().any(|l| l.starts_with("HOME=")), "{env}");
 }
 
+/// A sidecar started with signals ignored (as `nohup sidecar serve &` starts it) does
+/// not pass them on: commands and executions start with them at their default action,
+/// as after a plain exec from a shell, so Ctrl-C and `kill -HUP` work on them as usual.
+#[test]
+fn signals_the_sidecar_was_started_ignoring_are_not_passed_on() {
+    let ignored = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT];
+    let sc = Sidecar::start_with(Options {
+        ignored_signals: ignored.to_vec(),
+        ..Options::default()
+    });
+    let mask_of = |status: &str| mask(status, "SigIgn:");
+    let bits: u64 = ignored.iter().map(|&s| 1 << (s - 1)).sum();
+    // The sidecar does not leave them at their default either (else the test proves
+    // nothing): it ignores SIGQUIT, and handles SIGHUP and SIGINT itself.
+    let own = std::fs::read_to_string(format!("/proc/{}/status", sc.pid())).unwrap();
+    let set = mask(&own, "SigIgn:") | mask(&own, "SigCgt:");
+    assert_eq!(set & bits, bits, "{own}");
+
+    let lines = sc.bash(&json!({"command": "cat /proc/self/status"}));
+    assert_eq!(done(&lines)["exitCode"], 0);
+    let status = stream_text(&lines, "stdout");
+    assert_eq!(mask_of(&status) & bits, 0, "{status}");
+    // Python ignores SIGPIPE and SIGXFSZ itself; the three stay at their default.
+    let v = sc.execute(&json!({
+        "language": "py",
+        "code": "print(open('/proc/self/status').read())"
+    }));
+    assert_eq!(v["status"], "ok", "{v}");
+    let status = v["stdout"].as_str().unwrap();
+    assert_eq!(mask_of(status) & bits, 0, "{status}");
+}
+
+/// A signal mask of a `/proc/<pid>/status` text (`field` as `SigIgn:`).
+fn mask(status: &str, field: &str) -> u64 {
+    let line = status.lines().find(|l| l.starts_with(field));
+    let hex = line
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?");
+    u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("no {field} in {status}"))
+}
+
 #[test]
 fn concurrent_commands_keep_their_own_output() {
     let sc = std::sync::Arc::new(Sidecar::start());
