@@ -680,7 +680,11 @@ fn main() {
          later, when the direct Python run had gone from 10.0-10.4 to 11.5-11.8 ms \
          here, on this session's code, four runs before the table's: (a) +0.42, +0.55, +0.51, +0.38 ms; (b) 1.089, 1.091, \
          1.075, 1.055× (an interleaved A/B of the final binary against the one of the \
-         earlier runs measured +0.06 and +0.02 ms: the host, not the code).\n\
+         earlier runs measured +0.06 and +0.02 ms: the host, not the code). The \
+         session of the child's steps (direct Python 10.2 to 13.8 ms from one run to \
+         the next), on the previous code: (a) +0.52 ms, (b) 1.065× (100 runs); on its \
+         own code, five runs before the table's (300 Python runs each): (a) +0.40, \
+         +0.36, +0.42, +0.46, +0.45 ms; (b) 1.030, 1.068, 1.065, 1.082, 1.055×.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
