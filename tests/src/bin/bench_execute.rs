@@ -574,8 +574,8 @@ fn main() {
          directly); with cgroups, network namespace, uid drop and private /tmp all off \
          0.68 ms, and none of them alone makes the difference. The child's set-up asks for \
          every signal's action and resets those not at their default (~70 `sigaction` \
-         calls, ~0.25 µs each here): ~20 µs, as glibc's `posix_spawn` does too; left \
-         as it is.\n\
+         calls, ~0.25 µs each here): ~20 µs, as glibc's `posix_spawn` does too (since \
+         made by `clone3` with `CLONE_CLEAR_SIGHAND`: see the child's steps below).\n\
          - **a later session of 2026-12-06**: the release profile is no longer \
          incremental (rustc turned off the inlining between the host crate's many \
          codegen units): interleaved A/B with the order alternating each round, 400 \
