@@ -650,7 +650,19 @@ fn main() {
          sample looked at, the Python process itself was on a CPU ~0.7 ms longer than \
          the one spawned directly, and the sidecar took 0.33 ms from its exit to the \
          response. The Python figures now take 300 runs a side (100 before), for a \
-         steadier median.\n\
+         steadier median. Measured and not built: a child made ahead (its `setsid`, \
+         network namespace and `no_new_privs` done) and waiting on a futex, woken with \
+         the job, in a C harness against a `vfork` child doing the same after its \
+         `clone` and a plain `posix_spawn`, interleaved: until `exec` 0.11 against \
+         0.24 ms; Python hello -0.22 to -0.92 ms over the `vfork` child and -0.17 to \
+         -0.25 ms over `posix_spawn` (the Python it started also used 0.2-0.9 ms less \
+         CPU, which the saved set-up does not explain: probably which vCPU's caches it \
+         met); `/bin/true` -0.04 to -0.06 ms. For the sidecar it needs a thread per \
+         waiting child, blocked in that child's `vfork` (the child shares the thread's \
+         `errno`), the descriptor table shared until the job and copied then, a \
+         parent-death signal (a waiting child otherwise outlives the sidecar: the \
+         harness's first version left some behind), and it cannot be born in a v2 \
+         cgroup: joining one by a write costs the RCU grace period above.\n\
          - **this VM's noise**: the same direct Python run takes 11 to 18 ms from one \
          minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
          session compare binaries; the table is one run. The runs at the end of the \
