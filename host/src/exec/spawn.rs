@@ -703,7 +703,8 @@ struct CloneArgs {
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
 
-/// Set once `clone3` with `CLONE_INTO_CGROUP` was refused: the kernel lacks it.
+/// Set once the kernel refused `clone3` itself or one of its flags (see [`clone3`]):
+/// every later child is made by `clone`.
 static CLONE3_UNAVAILABLE: AtomicBool = AtomicBool::new(false);
 
 /// Makes the child as [`spawn`]'s `clone` does, but with its signal handlers cleared
@@ -817,15 +818,7 @@ unsafe fn child_exec(args: &ChildArgs) -> (Step, i32) {
             .unwrap_or(libc::EIO)
     };
     unsafe {
-        if args.handlers_cleared {
-            let mut default: libc::sigaction = std::mem::zeroed();
-            default.sa_sigaction = libc::SIG_DFL;
-            for &signal in args.ignored {
-                libc::sigaction(signal, &default, std::ptr::null_mut());
-            }
-        } else {
-            reset_signal_handlers();
-        }
+        reset_signal_handlers(args.handlers_cleared.then_some(args.ignored));
         for (target, &fd) in args.stdio.iter().enumerate() {
             // The sources are all above stderr (see `above_stdio`), so none is overwritten.
             if libc::dup2(fd, target as libc::c_int) < 0 {
@@ -858,14 +851,22 @@ unsafe fn child_exec(args: &ChildArgs) -> (Step, i32) {
 /// Every signal goes back to its default action: the handlers the sidecar installed,
 /// SIGPIPE (which Rust programs ignore), and whatever the sidecar's own parent made it
 /// ignore (a shell's `cmd &` ignores SIGINT and SIGQUIT), which `execve` would pass on
-/// to user code.
+/// to user code. `cleared`: the child was born with its handlers at their default
+/// (`CLONE_CLEAR_SIGHAND`), and only these ignored signals are left to reset; else
+/// every signal's action is asked for.
 ///
 /// # Safety
 /// Only in the child of [`spawn`], with every signal blocked.
-unsafe fn reset_signal_handlers() {
+unsafe fn reset_signal_handlers(cleared: Option<&[libc::c_int]>) {
     unsafe {
         let mut default: libc::sigaction = std::mem::zeroed();
         default.sa_sigaction = libc::SIG_DFL;
+        if let Some(ignored) = cleared {
+            for &signal in ignored {
+                libc::sigaction(signal, &default, std::ptr::null_mut());
+            }
+            return;
+        }
         for signal in 1..libc::SIGRTMAX() + 1 {
             let mut current: libc::sigaction = std::mem::zeroed();
             if libc::sigaction(signal, std::ptr::null(), &mut current) != 0 {
