@@ -26,7 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the JSON API on a Unix socket (and optionally TCP).
     Serve(Box<ServeArgs>),
-    /// Run one file through the plugins and the executor, without a server.
+    /// Run one file through the plugins and the executor, without a server. Exits
+    /// with the program's status, as a shell would: its exit code, 128 + N when
+    /// signal N ended it, 124 on timeout.
     Run(RunArgs),
     /// List the languages served, their plugins, and whether their toolchain is installed.
     Languages(PluginArgs),

@@ -103,6 +103,15 @@ fn response_has_every_field() {
     assert_eq!(files[0]["size"], 5);
     assert!(files[0]["mtime"].is_string());
 
+    // A program ended by a signal: the stage names it, and `exit_code` says it as a
+    // shell does, 128 + N.
+    let v = sc.execute(&json!({"language": "bash", "code": "echo before\nkill -TERM $$"}));
+    assert_eq!(v["status"], "signal", "{v:#}");
+    assert_eq!(v["run"]["signal"], "SIGTERM", "{v:#}");
+    assert!(v["run"]["exitCode"].is_null(), "{v:#}");
+    assert_eq!(v["exit_code"], 143, "{v:#}");
+    assert_eq!(v["stdout"], "before\n", "{v:#}");
+
     // A compiled language: both stages.
     if language_available(&sc, "c") {
         let v = sc.execute(&json!({
@@ -1122,6 +1131,12 @@ fn cli_run() {
     assert_eq!(o.status.code(), Some(7), "{}", err(&o));
     assert_eq!(out(&o), "out\n");
     assert!(err(&o).contains("err\n"), "{}", err(&o));
+
+    // A program ended by a signal exits as a shell reports it: 128 + N.
+    std::fs::write(d.join("crash.sh"), "kill -SEGV $$\n").unwrap();
+    let o = cli(&["crash.sh"], d);
+    assert_eq!(o.status.code(), Some(139), "{}", err(&o));
+    assert!(err(&o).contains("status: signal"), "{}", err(&o));
 
     // --language for a file whose extension says nothing.
     std::fs::write(d.join("script.txt"), "echo as bash\n").unwrap();

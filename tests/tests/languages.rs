@@ -388,7 +388,9 @@ fn c() {
     let v = execute(&sc, "c", code, json!({}));
     assert_eq!(v["status"], "signal", "{v:#}");
     assert_eq!(v["run"]["signal"], "SIGSEGV", "{v:#}");
-    assert_ne!(v["exit_code"], 0, "{v:#}");
+    // As a shell says it: 128 + 11.
+    assert_eq!(v["exit_code"], 139, "{v:#}");
+    assert!(v["run"]["exitCode"].is_null(), "{v:#}");
 }
 
 #[test]
@@ -436,6 +438,7 @@ fn cpp() {
     let v = execute(&sc, "cpp", code, json!({}));
     assert_eq!(v["status"], "signal", "{v:#}");
     assert_eq!(v["run"]["signal"], "SIGABRT", "{v:#}");
+    assert_eq!(v["exit_code"], 134, "{v:#}");
     assert!(v["stderr"].as_str().unwrap().contains("boom"), "{v:#}");
 }
 

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::json::JsonBody;
 use super::tools::session_and_request;
 use super::{ApiError, LanguageTag, SharedState};
-use crate::runner::{blocking_if, ExecuteError, ExecuteRequest, Status};
+use crate::runner::{blocking_if, ExecuteError, ExecuteRequest};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -137,10 +137,7 @@ pub async fn execute(
         .plugin_call(&language.plugin.info.name, "ok", outcome.plan_duration);
     // The stage that decided the outcome: the run, or the compile step that failed.
     let decisive = outcome.run.as_ref().or(outcome.compile.as_ref());
-    let exit_code = match outcome.status {
-        Status::Timeout => 124,
-        _ => decisive.and_then(|s| s.exit_code).unwrap_or(-1),
-    };
+    let exit_code = outcome.exit_code().unwrap_or(-1);
     let body = json!({
         "ok": true,
         "language": code,

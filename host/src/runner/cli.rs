@@ -77,11 +77,7 @@ pub fn cli_run(args: RunArgs) -> anyhow::Result<i32> {
             eprintln!("[sidecar] status: {}", outcome.status.as_str());
         }
     }
-    let stage = outcome.run.as_ref().or(outcome.compile.as_ref());
-    Ok(match outcome.status {
-        Status::Timeout => 124,
-        _ => stage.and_then(|s| s.exit_code).unwrap_or(1),
-    })
+    Ok(outcome.exit_code().unwrap_or(1))
 }
 
 /// A temporary work dir for one run, removed afterwards.

@@ -73,6 +73,9 @@ pub struct Stage {
     pub stderr_truncated: bool,
     #[serde(skip)]
     pub oom_killed: bool,
+    /// The number of the signal that ended the stage (`signal` names it).
+    #[serde(skip)]
+    pub signal_number: Option<i32>,
 }
 
 impl Stage {
@@ -88,6 +91,7 @@ impl Stage {
             stderr,
             exit_code,
             signal: o.signal.map(signal_name),
+            signal_number: o.signal,
             timed_out: o.timed_out,
             duration_ms: o.duration.as_millis() as u64,
             cpu_time_ms: o.cpu_time.map(|t| t.as_millis() as u64),
@@ -104,6 +108,7 @@ impl Stage {
         self.stderr.push_str(&next.stderr);
         self.exit_code = next.exit_code;
         self.signal = next.signal;
+        self.signal_number = next.signal_number;
         self.timed_out |= next.timed_out;
         self.duration_ms += next.duration_ms;
         self.cpu_time_ms = match (self.cpu_time_ms, next.cpu_time_ms) {
@@ -187,6 +192,21 @@ pub struct ExecuteOutcome {
     pub files: Vec<ChangedFile>,
     #[serde(skip)]
     pub plan_duration: Duration,
+}
+
+impl ExecuteOutcome {
+    /// The outcome as one exit code, the way a shell reports a command: the decisive
+    /// stage's (the run, or the compile step that failed), 124 on timeout (as GNU
+    /// `timeout` says it), 128 + N for a stage ended by signal N (137 for SIGKILL,
+    /// which is also what a memory-limit kill is; 139 for SIGSEGV). `None` only when
+    /// the stage's end could not be known.
+    pub fn exit_code(&self) -> Option<i32> {
+        if self.status == Status::Timeout {
+            return Some(124);
+        }
+        let stage = self.run.as_ref().or(self.compile.as_ref())?;
+        stage.exit_code.or(stage.signal_number.map(|n| 128 + n))
+    }
 }
 
 /// Why an execution could not be run.
