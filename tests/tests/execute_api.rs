@@ -886,6 +886,10 @@ fn files_endpoints_upload_list_download_delete() {
     for f in files {
         assert!(f["path"].is_string() && f["size"].is_u64(), "{f}");
     }
+    // With a trailing slash (a client joining `/files/` and an empty path): the same.
+    let (status, slash, _) = raw(&sc, "GET", "/files/?sessionId=s1");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&slash));
+    assert_eq!(json_of(&slash)["files"], list["files"]);
 
     // GET /files/{path}: the bytes, as an attachment.
     let (status, body, disposition) = raw(&sc, "GET", "/files/report.bin?sessionId=s1");

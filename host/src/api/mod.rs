@@ -82,6 +82,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/grep", post(tools::grep))
         .route("/execute", post(execute::execute))
         .route("/files", get(files::list).post(files::upload))
+        .route("/files/", get(files::list))
         .route("/files/{*path}", get(files::download).delete(files::delete))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
