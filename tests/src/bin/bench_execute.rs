@@ -396,8 +396,9 @@ fn main() {
          | (b) the same, {gap} ms apart: p50 | {pip50:.2} ms | {pidp50:.2} ms | median ratio **{idle_ratio:.3}×** | |\n\
          | (c) 10 clients × {per_client} Python runs printing their number: rate, p50 / p99 | {rate_via:.1}/s, {cp50:.0} / {cp99:.0} ms | {rate_plain:.1}/s, {cdp50:.0} / {cdp99:.0} ms | wrong results: **{wrong_via}** of {total} (direct: {wrong_plain}) | all correct |\n\
          | (d) sidecar peak RSS (VmHWM) while 4 requests each print 50 MB | {hwm_after_mb:.1} MiB (before: {hwm_before_mb:.1} MiB) | | +{hwm_delta_mb:.1} MiB; each response cut to 1 MiB with `stdoutTruncated` (requests took {flood:?} ms) | bounded by the caps |\n\n\
-         Python: `/execute` runs `{interpreter}` (the py plugin's `python3 -u`, found through \
-         the default PATH); the direct run is `{direct_python} -u code.py` (`{direct_real}`). \
+         Python: `/execute` runs `{interpreter}` (the py plugin's `python3 -u -s`, found \
+         through the default PATH; `-s` skips the user site, which cannot exist in the fresh \
+         `HOME` each execution gets); the direct run is `{direct_python} -u code.py` (`{direct_real}`). \
          In (c) the sidecar runs at most 4 executions at once (twice the cores) and queues \
          the rest; the direct clients run all 10 at once. The runner we replace measured \
          +0.9 ms for `/bin/true` (2.5 vs 1.7 ms), +1.8 to 2.6 ms for Python hello, 397 of \
