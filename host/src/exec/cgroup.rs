@@ -747,14 +747,22 @@ fn read_to_string(path: &Path) -> io::Result<String> {
 /// Reads a cgroupfs file from its start (again, for a kept descriptor: the kernel
 /// regenerates its text at offset 0). Plain reads: std's `read_to_string` first asks
 /// for the size and the offset, two system calls that cgroupfs answers with nothing.
+/// The kernel makes a cgroupfs file's text whole at the first read and fills the
+/// buffer from it, so a read that leaves room in the buffer got all of it: the usual
+/// one-line file takes one system call, not a second one to see the end.
 fn read_whole(file: &File) -> io::Result<String> {
     use std::os::unix::fs::FileExt;
     let mut text = Vec::new();
-    let mut buf = [0u8; 512];
+    let mut buf = [0u8; 4096];
     loop {
         match file.read_at(&mut buf, text.len() as u64) {
             Ok(0) => break,
-            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                text.extend_from_slice(&buf[..n]);
+                if n < buf.len() {
+                    break;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

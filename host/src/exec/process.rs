@@ -491,7 +491,9 @@ fn prepare(spec: &ProcessSpec) -> Result<PathBuf, ExecError> {
         Some(tmp) => tmp.host_view(path),
         None => path.to_path_buf(),
     };
-    if !host_view(&spec.cwd).is_dir() {
+    // (A dir held open, `/proc/self/fd/N`, was opened as one: the child enters it by
+    // its descriptor.)
+    if super::spawn::held_open(&spec.cwd).is_none() && !host_view(&spec.cwd).is_dir() {
         return Err(ExecError::InvalidSpec(format!(
             "working directory {} does not exist",
             spec.cwd.display()

@@ -28,6 +28,7 @@
 //! entered with `fchdir(N)`: the same directory, without a lookup through procfs in
 //! the child (~15 µs).
 
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -35,6 +36,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// `PATH` when the spec's environment has none (glibc's default for `execvp`, plus the
 /// usual local directories).
@@ -78,11 +81,55 @@ pub(crate) fn resolve_program_in(
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str())
         .unwrap_or(DEFAULT_PATH);
-    path_var.split(':').find_map(|dir| {
+    // A PATH of absolute dirs gives the same answer from any cwd: remembered.
+    let cacheable = path_var.split(':').all(|dir| dir.starts_with('/'));
+    let key = (program.to_string(), path_var.to_string());
+    if cacheable {
+        if let Some(found) = FOUND.lookup(&key) {
+            if is_executable(&found) {
+                return Some(found);
+            }
+        }
+    }
+    let found = path_var.split(':').find_map(|dir| {
         let dir = if dir.is_empty() { "." } else { dir };
         let candidate = cwd.join(dir).join(program);
         is_executable(&candidate).then_some(candidate)
-    })
+    });
+    if let (true, Some(path)) = (cacheable, &found) {
+        FOUND.remember(key, path.clone());
+    }
+    found
+}
+
+/// Programs found along a PATH lately, by name and PATH: a lookup checks the program
+/// is still there (one `stat`) instead of trying every dir before it (`python3` is in
+/// the fourth dir of the default PATH). An answer is used for [`FoundPrograms::FOR`]
+/// only, so a program installed into an earlier dir meanwhile is found soon after;
+/// programs not found are never remembered.
+struct FoundPrograms(Mutex<HashMap<(String, String), (PathBuf, Instant)>>);
+
+static FOUND: std::sync::LazyLock<FoundPrograms> =
+    std::sync::LazyLock::new(|| FoundPrograms(Mutex::new(HashMap::new())));
+
+impl FoundPrograms {
+    const FOR: Duration = Duration::from_secs(1);
+    /// More names than any languages.toml runs: past it, all are forgotten.
+    const MAX: usize = 256;
+
+    fn lookup(&self, key: &(String, String)) -> Option<PathBuf> {
+        let found = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (path, when) = found.get(key)?;
+        (when.elapsed() < Self::FOR).then(|| path.clone())
+    }
+
+    fn remember(&self, key: (String, String), path: PathBuf) {
+        let mut found = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if found.len() >= Self::MAX {
+            found.clear();
+        }
+        found.insert(key, (path, Instant::now()));
+    }
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -175,13 +222,8 @@ impl ChildSetup {
     pub fn rlimit(&mut self, resource: Resource, soft: u64, hard: u64, can_raise: bool) {
         let mut hard = hard;
         if !can_raise {
-            let mut current = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: plain getter into a local.
-            if unsafe { libc::getrlimit(resource, &mut current) } == 0 {
-                hard = hard.min(current.rlim_max);
+            if let Some(own) = own_hard_limit(resource) {
+                hard = hard.min(own);
             }
         }
         self.rlimits.push((
@@ -322,11 +364,30 @@ unsafe fn mark_inherited_fds_cloexec() {
 /// starts on the caller's CPU).
 #[derive(Debug)]
 pub(crate) struct Stdio {
-    pub child: [OwnedFd; 3],
+    pub child: ChildStdio,
     /// `None` when the child's stdin is `/dev/null`.
     pub stdin: Option<OwnedFd>,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+}
+
+/// The child's ends of its standard streams.
+#[derive(Debug)]
+pub(crate) struct ChildStdio {
+    /// `None`: `/dev/null`, open once for every child (see [`dev_null`]).
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+impl ChildStdio {
+    fn raw(&self) -> io::Result<[RawFd; 3]> {
+        let stdin = match &self.stdin {
+            Some(fd) => fd.as_raw_fd(),
+            None => dev_null()?,
+        };
+        Ok([stdin, self.stdout.as_raw_fd(), self.stderr.as_raw_fd()])
+    }
 }
 
 impl Stdio {
@@ -338,9 +399,9 @@ impl Stdio {
     pub fn new(stdin: bool, output_capacity: Option<usize>) -> io::Result<Stdio> {
         let (stdin_child, stdin_parent) = if stdin {
             let (r, w) = pipe()?;
-            (r, Some(nonblocking(w)?))
+            (Some(r), Some(nonblocking(w)?))
         } else {
-            (open_dev_null()?, None)
+            (None, None)
         };
         let (stdout, stdout_child) = pipe()?;
         let (stderr, stderr_child) = pipe()?;
@@ -352,12 +413,38 @@ impl Stdio {
             }
         }
         Ok(Stdio {
-            child: [stdin_child, stdout_child, stderr_child],
+            child: ChildStdio {
+                stdin: stdin_child,
+                stdout: stdout_child,
+                stderr: stderr_child,
+            },
             stdin: stdin_parent,
             stdout,
             stderr,
         })
     }
+}
+
+/// The sidecar's own hard limit on `resource`, read at the first ask. Without
+/// CAP_SYS_RESOURCE a process can only lower its hard limits, and the sidecar never
+/// does (it raises its soft limit on open files to the hard one at start-up), so the
+/// value stays true; reading it for every child cost four system calls a spawn.
+fn own_hard_limit(resource: Resource) -> Option<u64> {
+    static HARD: std::sync::OnceLock<Vec<Option<u64>>> = std::sync::OnceLock::new();
+    let hard = HARD.get_or_init(|| {
+        (0..=libc::RLIMIT_RTTIME)
+            .map(|r| {
+                let mut current = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                // SAFETY: plain getter into a local.
+                (unsafe { libc::getrlimit(r as Resource, &mut current) } == 0)
+                    .then_some(current.rlim_max)
+            })
+            .collect()
+    });
+    hard.get(resource as usize).copied().flatten()
 }
 
 /// Size of the stack the child runs on until `execve` (it needs a few KiB).
@@ -437,7 +524,7 @@ pub(crate) fn spawn(
     argv: &[String],
     env: &[(String, String)],
     cwd: &Path,
-    stdio: &[OwnedFd; 3],
+    stdio: &ChildStdio,
     setup: &ChildSetup,
 ) -> Result<libc::pid_t, SpawnError> {
     let invalid = |_| {
@@ -447,6 +534,7 @@ pub(crate) fn spawn(
         ))
     };
     let program = CString::new(program.as_os_str().as_bytes()).map_err(invalid)?;
+    let cwd_path = cwd;
     let cwd = CString::new(cwd.as_os_str().as_bytes()).map_err(invalid)?;
     let argv = argv
         .iter()
@@ -466,18 +554,14 @@ pub(crate) fn spawn(
         argv: argv_ptrs.as_ptr(),
         envp: envp_ptrs.as_ptr(),
         cwd: &cwd,
-        stdio: [
-            stdio[0].as_raw_fd(),
-            stdio[1].as_raw_fd(),
-            stdio[2].as_raw_fd(),
-        ],
+        stdio: stdio.raw()?,
         setup,
         error: AtomicI32::new(0),
         step: AtomicU8::new(0),
         born_in_cgroup: false,
         handlers_cleared: false,
         ignored: ignored_signals(),
-        cwd_fd: held_open(&cwd),
+        cwd_fd: held_open(cwd_path),
     };
     let mut stack = Vec::<u8>::with_capacity(CHILD_STACK);
     // The stack grows down from its 16-byte aligned top.
@@ -899,8 +983,8 @@ fn ignored_signals() -> &'static [libc::c_int] {
 /// The descriptor a working directory given as `/proc/self/fd/N` names (a directory
 /// the caller holds open, as the runner passes its pinned work dir): the child, whose
 /// descriptor table is a copy of the sidecar's, enters it with `fchdir(N)`.
-fn held_open(cwd: &CStr) -> Option<RawFd> {
-    let n = cwd.to_bytes().strip_prefix(b"/proc/self/fd/")?;
+pub(crate) fn held_open(cwd: &Path) -> Option<RawFd> {
+    let n = cwd.as_os_str().as_bytes().strip_prefix(b"/proc/self/fd/")?;
     if n.is_empty() || !n.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -936,9 +1020,16 @@ fn nonblocking(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn open_dev_null() -> io::Result<OwnedFd> {
+/// `/dev/null`, opened at the first ask and kept: a child without stdin gets it
+/// (opening it for each cost two system calls a spawn).
+fn dev_null() -> io::Result<RawFd> {
+    static DEV_NULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = DEV_NULL.get() {
+        return Ok(fd.as_raw_fd());
+    }
     let file = std::fs::File::open("/dev/null")?;
-    above_stdio(file.into())
+    let fd = above_stdio(file.into())?;
+    Ok(DEV_NULL.get_or_init(|| fd).as_raw_fd())
 }
 
 /// A descriptor numbered 3 or above (a sidecar started with a standard stream closed
@@ -1068,17 +1159,44 @@ mod tests {
         assert_eq!(mask & !(0b11 << 31), 0, "{status}");
     }
 
+    /// A program found along PATH is remembered, but never past its removal.
+    #[test]
+    fn a_remembered_program_is_looked_at_again() {
+        let dirs = tempfile::tempdir().unwrap();
+        let (a, b) = (dirs.path().join("a"), dirs.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let env = [(
+            "PATH".to_string(),
+            format!("{}:{}", a.display(), b.display()),
+        )];
+        let program = b.join("tool");
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cwd = Path::new("/");
+        assert_eq!(resolve_program("tool", &env, cwd), Some(program.clone()));
+        assert_eq!(resolve_program("tool", &env, cwd), Some(program.clone()));
+        // Gone: not found, although it was just remembered.
+        std::fs::remove_file(&program).unwrap();
+        assert_eq!(resolve_program("tool", &env, cwd), None);
+        // No longer executable: not found either.
+        std::fs::write(a.join("tool"), "x").unwrap();
+        assert_eq!(resolve_program("tool", &env, cwd), None);
+        std::fs::set_permissions(a.join("tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(resolve_program("tool", &env, cwd), Some(a.join("tool")));
+    }
+
     /// A working directory given as `/proc/self/fd/N` is the directory open there.
     #[test]
     fn a_held_open_directory_is_entered_by_its_descriptor() {
-        assert_eq!(held_open(c"/proc/self/fd/12"), Some(12));
+        assert_eq!(held_open(Path::new("/proc/self/fd/12")), Some(12));
         for not in [
-            c"/proc/self/fd/",
-            c"/proc/self/fd/1a",
-            c"/tmp",
-            c"/proc/self/fd/3/x",
+            "/proc/self/fd/",
+            "/proc/self/fd/1a",
+            "/tmp",
+            "/proc/self/fd/3/x",
         ] {
-            assert_eq!(held_open(not), None, "{not:?}");
+            assert_eq!(held_open(Path::new(not)), None, "{not}");
         }
         let dir = tempfile::tempdir().unwrap();
         let held = std::fs::File::open(dir.path()).unwrap();
