@@ -480,12 +480,20 @@ impl TmpNs {
     /// execution only when its processes use that mount. Walked from the workspace root
     /// without following any symlink, and checked to be the same directory; `None` when
     /// the namespace does not watch the workspace or `dir` is not found that way.
-    pub fn reopen(&self, dir: std::os::fd::BorrowedFd<'_>) -> Option<OwnedFd> {
+    /// `path`: where the caller opened `dir`; the kernel is asked only when that is not
+    /// below the workspace (the check at the end holds either way).
+    pub fn reopen(&self, dir: std::os::fd::BorrowedFd<'_>, path: &Path) -> Option<OwnedFd> {
         use rustix::fs::{Mode, OFlags};
         let (_, root) = self.0.slot.as_ref()?.watch.as_ref()?;
         let workspace = self.0.pool.workspace.as_ref()?;
-        let path = fs::read_link(fd_path(&dir)).ok()?;
-        let relative = path.strip_prefix(workspace).ok()?;
+        let asked;
+        let relative = match path.strip_prefix(workspace) {
+            Ok(relative) => relative,
+            Err(_) => {
+                asked = fs::read_link(fd_path(&dir)).ok()?;
+                asked.strip_prefix(workspace).ok()?
+            }
+        };
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mut here = rustix::fs::openat(root, ".", flags, Mode::empty()).ok()?;
         for part in relative.components() {

@@ -705,9 +705,14 @@ impl Guard {
     /// not reaped yet, so its pid (= process group id) cannot have been reused.
     ///
     /// `main_exited`: the main process is a zombie (all its threads gone). Then a pids
-    /// group that counts one task holds only it, and there is nothing to kill: the
-    /// common end of an execution costs one read instead of listing the members.
+    /// group that counts one task holds only it (every process of the execution is in
+    /// the group, and a zombie starts none), and there is nothing to kill: the common
+    /// end of an execution costs one read, not a signal and a listing of the members.
     async fn kill_all(&self, main_exited: bool) {
+        let only_main_left = || self.cgroup.as_ref().and_then(ExecCgroup::tasks) == Some(1);
+        if main_exited && self.lease.is_none() && only_main_left() {
+            return;
+        }
         // SAFETY: signalling our own child's process group.
         unsafe { libc::kill(-self.pid, libc::SIGKILL) };
         if let Some(lease) = &self.lease {
@@ -720,7 +725,7 @@ impl Guard {
             lease.record_sweep(swept);
         }
         let Some(group) = &self.cgroup else { return };
-        if main_exited && group.tasks() == Some(1) {
+        if main_exited && only_main_left() {
             return;
         }
         let deadline = Instant::now() + KILL_DEADLINE;

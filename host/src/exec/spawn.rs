@@ -113,7 +113,7 @@ static FOUND: std::sync::LazyLock<FoundPrograms> =
     std::sync::LazyLock::new(|| FoundPrograms(Mutex::new(HashMap::new())));
 
 impl FoundPrograms {
-    const FOR: Duration = Duration::from_secs(1);
+    const FOR: Duration = Duration::from_secs(10);
     /// More names than any languages.toml runs: past it, all are forgotten.
     const MAX: usize = 256;
 

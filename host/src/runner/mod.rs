@@ -517,10 +517,12 @@ impl Executor {
         // Through the namespace's own mount of the workspace, where writes are seen (the
         // snapshot comes after: the execution's writes count from here).
         let work = match (&tmp, &work.fd) {
-            (Some(tmp), Some(fd)) => match tmp.reopen(std::os::fd::AsFd::as_fd(fd)) {
-                Some(fd) => PinnedDir::from_fd(fd),
-                None => work,
-            },
+            (Some(tmp), Some(fd)) => {
+                match tmp.reopen(std::os::fd::AsFd::as_fd(fd), &req.work_dir) {
+                    Some(fd) => PinnedDir::from_fd(fd),
+                    None => work,
+                }
+            }
             _ => work,
         };
         let before = work.snapshot();
