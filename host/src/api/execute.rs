@@ -180,12 +180,11 @@ fn prepare(
     // The work dir, and a descriptor of it opened through the confined session: the
     // runner uses that, never the path again (code of this session may swap the path
     // for a symlink while the execution waits for a slot).
+    // (The session's own descriptor, when the work dir is the session dir: taken at
+    // the end.)
     let (work_dir, work_dir_fd): (PathBuf, _) =
         match req.working_dir.as_deref().filter(|d| !d.is_empty()) {
-            None => (
-                session.dir().to_path_buf(),
-                session.dir_fd().try_clone_to_owned().ok(),
-            ),
+            None => (session.dir().to_path_buf(), None),
             Some(dir) => {
                 let fd = session.mkdir_all(dir)?;
                 (session.dir().join(session.resolve(dir)?), Some(fd))
@@ -223,6 +222,7 @@ fn prepare(
         })
         .collect();
     session.create_atomic_all(&targets)?;
+    let work_dir_fd = work_dir_fd.unwrap_or_else(|| session.into_dir_fd());
     Ok((
         language,
         ExecuteRequest {
@@ -232,7 +232,7 @@ fn prepare(
             args: req.args,
             timeout: req.timeout_seconds,
             work_dir,
-            work_dir_fd,
+            work_dir_fd: Some(work_dir_fd),
         },
     ))
 }

@@ -404,8 +404,7 @@ impl Executor {
             Some(fd) => PinnedDir::from_fd(fd),
             None => PinnedDir::open(dir),
         };
-        if let (Some(fd), Some((uid, gid))) = (&pinned.fd, self.run_as(uid)) {
-            use std::os::fd::AsFd;
+        if let (Some(fd), Some((uid, gid))) = (pinned.fd(), self.run_as(uid)) {
             if let Ok(st) = crate::workspace::sys::fstat(fd.as_fd()) {
                 if st.st_uid != uid {
                     let _ = crate::workspace::sys::fchown(fd.as_fd(), uid, gid);
@@ -473,8 +472,8 @@ impl Executor {
         let mut own_files = Vec::new();
         // (The work dir by path, where it could not be pinned.)
         let opened;
-        let work_fd = match &work.fd {
-            Some(fd) => Some(fd.as_fd()),
+        let work_fd = match work.fd() {
+            Some(fd) => Some(fd),
             None if plan
                 .files
                 .iter()
@@ -516,14 +515,13 @@ impl Executor {
         }
         // Through the namespace's own mount of the workspace, where writes are seen (the
         // snapshot comes after: the execution's writes count from here).
-        let work = match (&tmp, &work.fd) {
-            (Some(tmp), Some(fd)) => {
-                match tmp.reopen(std::os::fd::AsFd::as_fd(fd), &req.work_dir) {
-                    Some(fd) => PinnedDir::from_fd(fd),
-                    None => work,
-                }
-            }
-            _ => work,
+        let reopened = match (&tmp, work.fd()) {
+            (Some(tmp), Some(fd)) => tmp.reopen(fd, &req.work_dir),
+            _ => None,
+        };
+        let mut work = match reopened {
+            Some(fd) => PinnedDir::from_fd(fd),
+            None => work,
         };
         let before = work.snapshot();
         let others = || {
@@ -797,26 +795,36 @@ fn write_plan_file(
 /// When the path cannot be opened that way (a symlink somewhere above the workspace,
 /// say), the path is used as it is, and nothing is chowned.
 struct PinnedDir {
-    fd: Option<std::os::fd::OwnedFd>,
+    /// The descriptor, as a directory stream: the snapshots read the top level from it.
+    dir: Option<rustix::fs::Dir>,
     /// `/proc/self/fd/N` when pinned, else the path itself.
     path: PathBuf,
 }
 
 impl PinnedDir {
     /// The files below the dir now (by its descriptor when pinned).
-    fn snapshot(&self) -> Snapshot {
-        use std::os::fd::AsFd;
-        match &self.fd {
-            Some(fd) => Snapshot::take_at(fd.as_fd()),
+    fn snapshot(&mut self) -> Snapshot {
+        match &mut self.dir {
+            Some(dir) => Snapshot::take_from(dir),
             None => Snapshot::take(&self.path),
         }
     }
 
+    /// The descriptor, when pinned.
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.dir.as_ref().and_then(|d| d.fd().ok())
+    }
+
     fn from_fd(fd: std::os::fd::OwnedFd) -> PinnedDir {
         use std::os::fd::AsRawFd;
-        PinnedDir {
-            path: PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
-            fd: Some(fd),
+        let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        match rustix::fs::Dir::new(fd) {
+            Ok(dir) => PinnedDir {
+                dir: Some(dir),
+                path,
+            },
+            // (Not on Linux: `Dir::new` only wraps the descriptor.)
+            Err(e) => unreachable!("wrapping a directory descriptor: {e}"),
         }
     }
 
@@ -840,7 +848,7 @@ impl PinnedDir {
                     "cannot open the work dir without following symlinks ({e}): used by path, not chowned"
                 );
                 PinnedDir {
-                    fd: None,
+                    dir: None,
                     path: dir.to_path_buf(),
                 }
             }

@@ -58,52 +58,28 @@ impl Snapshot {
     /// each subdirectory is opened relative to its parent with `O_NOFOLLOW`, so code
     /// that swaps one for a symlink while the walk runs cannot point it outside.
     pub fn take_at(root: BorrowedFd<'_>) -> Snapshot {
+        match rustix::fs::openat(root, c".", DIR_FLAGS, Mode::empty()).and_then(Dir::new) {
+            Ok(mut dir) => Snapshot::walk(&mut dir),
+            Err(_) => Snapshot::default(),
+        }
+    }
+
+    /// [`Snapshot::take_at`] reading the top level from a stream the caller keeps (and
+    /// rewinds): taken twice per execution, this saves opening the dir each time.
+    pub fn take_from(dir: &mut Dir) -> Snapshot {
+        dir.rewind();
+        Snapshot::walk(dir)
+    }
+
+    fn walk(top: &mut Dir) -> Snapshot {
         let mut map = HashMap::new();
-        let opened = rustix::fs::openat(root, c".", DIR_FLAGS, Mode::empty());
-        let Ok(dir) = opened.and_then(Dir::new) else {
+        let mut stack = Vec::new();
+        if !read_level(top, String::new(), &mut map, &mut stack) {
             return Snapshot(map);
-        };
-        let mut stack = vec![(dir, String::new())];
+        }
         while let Some((mut dir, prefix)) = stack.pop() {
-            while let Some(Ok(entry)) = dir.next() {
-                let name = entry.file_name();
-                if name == c"." || name == c".." {
-                    continue;
-                }
-                if map.len() >= MAX_ENTRIES {
-                    return Snapshot(map);
-                }
-                let Ok(fd) = dir.fd() else { break };
-                let Ok(st) = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
-                    continue;
-                };
-                let text = name.to_string_lossy();
-                let rel = if prefix.is_empty() {
-                    text.into_owned()
-                } else {
-                    format!("{prefix}/{text}")
-                };
-                match FileType::from_raw_mode(st.st_mode) {
-                    FileType::Directory if !SKIP_DIRS.contains(&&*name.to_string_lossy()) => {
-                        let sub = rustix::fs::openat(fd, name, DIR_FLAGS, Mode::empty());
-                        if let Ok(sub) = sub.and_then(Dir::new) {
-                            stack.push((sub, rel));
-                        }
-                    }
-                    FileType::RegularFile => {
-                        map.insert(
-                            rel,
-                            Stamp {
-                                size: st.st_size as u64,
-                                mtime_ns: st.st_mtime as i128 * 1_000_000_000
-                                    + st.st_mtime_nsec as i128,
-                                dev: st.st_dev,
-                                ino: st.st_ino,
-                            },
-                        );
-                    }
-                    _ => {}
-                }
+            if !read_level(&mut dir, prefix, &mut map, &mut stack) {
+                break;
             }
         }
         Snapshot(map)
@@ -138,6 +114,56 @@ impl Snapshot {
         out.sort_by(|a, b| a.path.cmp(&b.path));
         out
     }
+}
+
+/// Adds the regular files of one directory to `map` and pushes its subdirectories
+/// (opened relative to it) on `stack`; false once `map` holds [`MAX_ENTRIES`].
+fn read_level(
+    dir: &mut Dir,
+    prefix: String,
+    map: &mut HashMap<String, Stamp>,
+    stack: &mut Vec<(Dir, String)>,
+) -> bool {
+    while let Some(Ok(entry)) = dir.next() {
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        if map.len() >= MAX_ENTRIES {
+            return false;
+        }
+        let Ok(fd) = dir.fd() else { break };
+        let Ok(st) = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        let text = name.to_string_lossy();
+        let rel = if prefix.is_empty() {
+            text.into_owned()
+        } else {
+            format!("{prefix}/{text}")
+        };
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory if !SKIP_DIRS.contains(&&*name.to_string_lossy()) => {
+                let sub = rustix::fs::openat(fd, name, DIR_FLAGS, Mode::empty());
+                if let Ok(sub) = sub.and_then(Dir::new) {
+                    stack.push((sub, rel));
+                }
+            }
+            FileType::RegularFile => {
+                map.insert(
+                    rel,
+                    Stamp {
+                        size: st.st_size as u64,
+                        mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+                        dev: st.st_dev,
+                        ino: st.st_ino,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Formats milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.

@@ -166,6 +166,11 @@ impl Session {
         self.fd.as_fd()
     }
 
+    /// The pinned directory fd, kept after the session is done with.
+    pub fn into_dir_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// Validates a client path and returns it relative to the session directory
     /// (empty = the directory itself). See [`normalize_path`].
     pub fn resolve(&self, input: &str) -> Result<PathBuf, ToolError> {
