@@ -11,13 +11,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::json::JsonBody;
 use super::tools::session_and_request;
 use super::{ApiError, LanguageTag, SharedState};
-use crate::runner::{blocking_if, ExecuteError, ExecuteRequest};
+use crate::runner::snapshot::ChangedFile;
+use crate::runner::{blocking_if, ExecuteError, ExecuteRequest, Stage, Status};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -50,6 +51,22 @@ enum Encoding {
     #[serde(alias = "utf-8")]
     Utf8,
     Base64,
+}
+
+/// The flat success response (docs/api.md), serialized straight from the outcome:
+/// no copy of the outputs on the way.
+#[derive(Serialize)]
+struct Executed<'a> {
+    ok: bool,
+    language: &'a str,
+    status: Status,
+    compile: &'a Option<Stage>,
+    run: &'a Option<Stage>,
+    files: &'a [ChangedFile],
+    exit_code: i32,
+    stdout: &'a str,
+    stderr: &'a str,
+    execution_time_ms: u64,
 }
 
 /// The language a request names, else the server's default.
@@ -137,19 +154,18 @@ pub async fn execute(
         .plugin_call(&language.plugin.info.name, "ok", outcome.plan_duration);
     // The stage that decided the outcome: the run, or the compile step that failed.
     let decisive = outcome.run.as_ref().or(outcome.compile.as_ref());
-    let exit_code = outcome.exit_code().unwrap_or(-1);
-    let body = json!({
-        "ok": true,
-        "language": code,
-        "status": outcome.status,
-        "compile": outcome.compile,
-        "run": outcome.run,
-        "files": outcome.files,
-        "exit_code": exit_code,
-        "stdout": decisive.map(|s| s.stdout.as_str()).unwrap_or(""),
-        "stderr": decisive.map(|s| s.stderr.as_str()).unwrap_or(""),
-        "execution_time_ms": total_ms,
-    });
+    let body = Executed {
+        ok: true,
+        language: &code,
+        status: outcome.status,
+        compile: &outcome.compile,
+        run: &outcome.run,
+        files: &outcome.files,
+        exit_code: outcome.exit_code().unwrap_or(-1),
+        stdout: decisive.map(|s| s.stdout.as_str()).unwrap_or(""),
+        stderr: decisive.map(|s| s.stderr.as_str()).unwrap_or(""),
+        execution_time_ms: total_ms,
+    };
     let mut response = Json(body).into_response();
     response.extensions_mut().insert(tag);
     Ok(response)

@@ -224,6 +224,9 @@ async fn serve_on<L: axum::serve::Listener>(
             }
             drop(open);
         });
+        // The new connection's task first (its request is usually there already):
+        // the next `accept`, which mostly finds none waiting, comes after.
+        tokio::task::yield_now().await;
     }
     drop(open_rx);
     open_tx.closed().await;
