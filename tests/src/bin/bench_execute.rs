@@ -668,6 +668,33 @@ fn main() {
          futex, the `exec` awaited through `CLONE_CHILD_CLEARTID`), interleaved A/B \
          against the code above: Python hello -0.03, +0.24 and -0.21 ms, `/bin/true` \
          -0.01 ms: no gain out of the noise, so not kept.\n\
+         - **system calls (the session after the child's steps)**: after a Python run \
+         each system call of the sidecar costs it 3-6 µs here (cold caches), and a \
+         Python execution made ~77 on its critical path. Phases from timestamps in a \
+         private build (200 requests interleaved with direct runs, p50, µs, before → \
+         after this session): connection accepted to the request parsed 55 (the \
+         client's send included), routing and JSON 25, request checks and session \
+         26 → 23, limiter, namespace and scratch 17, the plan call 83-107, plan files \
+         31, the work dir through the namespace 24 → 5 (its path was asked of procfs, \
+         `readlink` of `/proc/self/fd/N`: the runner knows it), first snapshot 14 → 10 \
+         (the top level is read from the stream the runner holds, rewound, instead of \
+         opened again), program lookup 22 → 11 (`python3` is in the fourth dir of the \
+         default PATH: a found program is remembered for 10 s and checked with one \
+         `stat`), the child's rlimits 5 → 1 (the sidecar's hard limits are read once), \
+         pipes 27 → 18 (a kept `/dev/null`), the spawn until the parent runs again \
+         ~200-260, then after the exit: the kill check 20 → 14 (no signal when \
+         `pids.current` says only the exited main process is left), output and reap \
+         45, OOM and peak reads and the hand-over 21, second snapshot 25 → 18 \
+         (estimated from the first), the response 25 (now serialized from the outcome \
+         without copying the outputs into a JSON tree). The py plugin now runs \
+         `python3 -u -s`: each execution's `HOME` is a fresh scratch dir, where no \
+         user site can exist, and looking for it and for `usercustomize` along the \
+         path cost every start ~0.1 ms (direct spawns with the sidecar's environment, \
+         400 interleaved runs twice: -0.08 and -0.11 ms). Interleaved A/B of this \
+         session's final binary against the previous session's (the old command set \
+         in its languages.toml), 300 Python runs a side, six times: 0.00, -0.07, \
+         +0.04, -0.16, -0.20, -0.17 ms; `/bin/true` -0.04 ms. Not kept: one tokio \
+         worker instead of two (again: +0.15 and +0.10 ms, worse).\n\
          - **this VM's noise**: the same direct Python run takes 11 to 18 ms from one \
          minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
          session compare binaries; the table is one run. The runs at the end of the \
@@ -701,7 +728,14 @@ fn main() {
          session of the child's steps (direct Python 10.2 to 13.8 ms from one run to \
          the next), on the previous code: (a) +0.52 ms, (b) 1.065× (100 runs); on its \
          own code, five runs before the table's (300 Python runs each): (a) +0.40, \
-         +0.36, +0.42, +0.46, +0.45 ms; (b) 1.030, 1.068, 1.065, 1.082, 1.055×.\n\
+         +0.36, +0.42, +0.46, +0.45 ms; (b) 1.030, 1.068, 1.065, 1.082, 1.055×. The \
+         session of the system calls, with the same previous binary measuring 0.2-0.4 \
+         ms more over direct Python than a session before (the host, not the code): \
+         with only the `-s` change in, (a) +0.41, +0.44, +0.36 ms, (b) 1.073, 1.065, \
+         1.077×; midway, during a slow spell (direct Python 11.9-12.0 ms), (a) \
+         +0.58, +0.50, +0.40 ms, (b) 1.075, 1.069, 1.097×, then (a) +0.31, +0.32 ms, \
+         (b) 1.082, 1.085×; on the final code, two runs before the table's: (a) \
+         +0.42, +0.46 ms, (b) 1.072, 1.050×.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
