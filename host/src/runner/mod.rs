@@ -405,13 +405,12 @@ impl Executor {
             None => PinnedDir::open(dir),
         };
         if let (Some(fd), Some((uid, gid))) = (pinned.fd(), self.run_as(uid)) {
-            if let Ok(st) = crate::workspace::sys::fstat(fd.as_fd()) {
+            if let Ok(st) = crate::workspace::sys::fstat(fd) {
                 if st.st_uid != uid {
-                    let _ = crate::workspace::sys::fchown(fd.as_fd(), uid, gid);
+                    let _ = crate::workspace::sys::fchown(fd, uid, gid);
                 }
                 if self.shares_by_group() && st.st_mode & 0o070 != 0o070 {
-                    let _ =
-                        crate::workspace::sys::fchmod(fd.as_fd(), (st.st_mode & 0o7777) | 0o070);
+                    let _ = crate::workspace::sys::fchmod(fd, (st.st_mode & 0o7777) | 0o070);
                 }
             }
         }
