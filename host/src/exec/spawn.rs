@@ -87,13 +87,13 @@ pub(crate) fn resolve_program_in(
         .map(|(_, v)| v.as_str())
         .unwrap_or(DEFAULT_PATH);
     // A PATH of absolute dirs gives the same answer from any cwd: remembered.
-    let cacheable = path_var.split(':').all(|dir| dir.starts_with('/'));
-    let key = (program.to_string(), path_var.to_string());
-    if cacheable {
-        if let Some(found) = FOUND.lookup(&key) {
-            if is_executable(&found) {
-                return Some(found);
-            }
+    let key = path_var
+        .split(':')
+        .all(|dir| dir.starts_with('/'))
+        .then(|| (program.to_string(), path_var.to_string()));
+    if let Some(found) = key.as_ref().and_then(|k| FOUND.lookup(k)) {
+        if is_executable(&found) {
+            return Some(found);
         }
     }
     let found = path_var.split(':').find_map(|dir| {
@@ -101,7 +101,7 @@ pub(crate) fn resolve_program_in(
         let candidate = cwd.join(dir).join(program);
         is_executable(&candidate).then_some(candidate)
     });
-    if let (true, Some(path)) = (cacheable, &found) {
+    if let (Some(key), Some(path)) = (key, &found) {
         FOUND.remember(key, path.clone());
     }
     found

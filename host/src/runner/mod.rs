@@ -796,6 +796,8 @@ fn write_plan_file(
 struct PinnedDir {
     /// The descriptor, as a directory stream: the snapshots read the top level from it.
     dir: Option<rustix::fs::Dir>,
+    /// The stream was read, and is rewound (one `lseek`) before the next snapshot.
+    read: bool,
     /// `/proc/self/fd/N` when pinned, else the path itself.
     path: PathBuf,
 }
@@ -804,7 +806,12 @@ impl PinnedDir {
     /// The files below the dir now (by its descriptor when pinned).
     fn snapshot(&mut self) -> Snapshot {
         match &mut self.dir {
-            Some(dir) => Snapshot::take_from(dir),
+            Some(dir) => {
+                if std::mem::replace(&mut self.read, true) {
+                    dir.rewind();
+                }
+                Snapshot::take_from(dir)
+            }
             None => Snapshot::take(&self.path),
         }
     }
@@ -820,6 +827,7 @@ impl PinnedDir {
         match rustix::fs::Dir::new(fd) {
             Ok(dir) => PinnedDir {
                 dir: Some(dir),
+                read: false,
                 path,
             },
             // (Not on Linux: `Dir::new` only wraps the descriptor.)
@@ -848,6 +856,7 @@ impl PinnedDir {
                 );
                 PinnedDir {
                     dir: None,
+                    read: false,
                     path: dir.to_path_buf(),
                 }
             }

@@ -64,10 +64,10 @@ impl Snapshot {
         }
     }
 
-    /// [`Snapshot::take_at`] reading the top level from a stream the caller keeps (and
-    /// rewinds): taken twice per execution, this saves opening the dir each time.
+    /// [`Snapshot::take_at`] reading the top level from a stream the caller keeps, from
+    /// where it stands (the caller rewinds one it read before): taken twice per
+    /// execution, this saves opening the dir each time.
     pub fn take_from(dir: &mut Dir) -> Snapshot {
-        dir.rewind();
         Snapshot::walk(dir)
     }
 
