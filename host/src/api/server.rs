@@ -230,6 +230,8 @@ async fn serve_on<L: axum::serve::Listener>(
     }
     drop(open_rx);
     open_tx.closed().await;
+    // The last requests' log lines are tasks of their own (api/mod.rs, `observe`).
+    tokio::task::yield_now().await;
 }
 
 /// Ends when `stop` turns true (or its sender is gone).
