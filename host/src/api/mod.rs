@@ -16,6 +16,7 @@ pub mod json;
 pub mod logging;
 pub mod metrics;
 pub mod reload;
+mod repoll;
 pub mod server;
 pub mod tools;
 

@@ -208,7 +208,8 @@ async fn serve_on<L: axum::serve::Listener>(
         let service = hyper_util::service::TowerToHyperService::new(app);
         let mut stop = stop.clone();
         let open = open_rx.clone();
-        tokio::spawn(async move {
+        // (Repoll: the task wakes itself reading a request body, see api/repoll.rs.)
+        tokio::spawn(super::repoll::Repoll::new(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
@@ -223,7 +224,7 @@ async fn serve_on<L: axum::serve::Listener>(
                 }
             }
             drop(open);
-        });
+        }));
         // The new connection's task first (its request is usually there already):
         // the next `accept`, which mostly finds none waiting, comes after.
         tokio::task::yield_now().await;
