@@ -208,8 +208,10 @@ async fn serve_on<L: axum::serve::Listener>(
         let service = hyper_util::service::TowerToHyperService::new(app);
         let mut stop = stop.clone();
         let open = open_rx.clone();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
         // (Repoll: the task wakes itself reading a request body, see api/repoll.rs.)
         tokio::spawn(super::repoll::Repoll::new(async move {
+            let _ = started_tx.send(());
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
@@ -226,8 +228,13 @@ async fn serve_on<L: axum::serve::Listener>(
             drop(open);
         }));
         // The new connection's task first (its request is usually there already):
-        // the next `accept`, which mostly finds none waiting, comes after.
-        tokio::task::yield_now().await;
+        // the next `accept`, which mostly finds none waiting, comes after. That task
+        // takes the worker's LIFO slot and wakes this one into it as it starts, so
+        // this one resumes on the same worker once that task waits. (A `yield_now`
+        // had the same order, but a task resumed from tokio's deferred list makes its
+        // worker wake a parked one to search: a futex wake and an interrupt, on the
+        // CPU the program just started on.)
+        let _ = started.await;
     }
     drop(open_rx);
     open_tx.closed().await;
