@@ -695,6 +695,29 @@ fn main() {
          in its languages.toml), 300 Python runs a side, six times: 0.00, -0.07, \
          +0.04, -0.16, -0.20, -0.17 ms; `/bin/true` -0.04 ms. Not kept: one tokio \
          worker instead of two (again: +0.15 and +0.10 ms, worse).\n\
+         - **wake-ups (the session after the system calls)**: three changes to what \
+         the sidecar's threads do around a request, each measured interleaved against \
+         the commit before it (`/bin/true`, 500-1500 runs a side). The request's log \
+         line is now written after its response (a task that takes the worker's LIFO \
+         slot; before, formatting and the write to stderr delayed every response): \
+         -0.033 and -0.033 ms (with `RUST_LOG=warn` the old binary measured -0.021 \
+         and -0.026 ms). hyper hands a request body to the handler through a channel \
+         whose two ends the connection's task polls, and each hand-over wakes that task \
+         while it runs; tokio then took the task for one that yielded, queued it again \
+         once it waited (for /execute, right after the spawn), woke a parked worker to \
+         steal it (a futex wake, an interrupt to an idle vCPU: `perf` with call graphs \
+         on `futex`) and polled it once more for nothing. api/repoll.rs polls at once \
+         instead: -0.005, -0.015, -0.009, -0.016, -0.010 ms. The accept loop's \
+         `yield_now` (so that the new connection's task runs before the next, mostly \
+         empty, `accept`) resumed it from tokio's deferred list, which made its worker \
+         wake another one to search, on the CPU the program had just started on; the \
+         new task now wakes the accept loop into the LIFO slot as it starts, and the \
+         whole request stays on one worker (strace): -0.020 and -0.010 ms (Python \
+         hello -0.20 ms, noisy); with no yield at all, +0.017 and +0.003 ms. Measured \
+         and not changed: the client's request head and body in one write or two (the \
+         harness writes two): +0.017 and -0.010 ms, no difference; `python3 -P` (no \
+         script dir in `sys.path`, 3.11+): 5 system calls fewer per start (strace), \
+         too little to leave Python 3.10 behind.\n\
          - **this VM's noise**: the same direct Python run takes 11 to 18 ms from one \
          minute to the next here (AMD EPYC guest), so only interleaved A/B runs in one \
          session compare binaries; the table is one run. The runs at the end of the \
@@ -735,7 +758,12 @@ fn main() {
          1.077×; midway, during a slow spell (direct Python 11.9-12.0 ms), (a) \
          +0.58, +0.50, +0.40 ms, (b) 1.075, 1.069, 1.097×, then (a) +0.31, +0.32 ms, \
          (b) 1.082, 1.085×; on the final code, two runs before the table's: (a) \
-         +0.42, +0.46 ms, (b) 1.072, 1.050×.\n\
+         +0.42, +0.46 ms, (b) 1.072, 1.050×. The session of the wake-ups, on a fresh \
+         guest where direct Python took 14-21 ms (10-12 ms before): the previous \
+         session's final binary, four runs, (a) +0.38, +0.38, +0.50, +0.40 ms, (b) \
+         1.030, 1.026, 1.024, 1.033×; with the three changes, three runs, (a) +0.42, \
+         +0.36, +0.43 ms, (b) 1.049, 0.985, 1.013× (direct Python 19.7, 18.2 and \
+         14.4 ms: the ratio moves with the interpreter's own start-up time here).\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
