@@ -763,7 +763,12 @@ fn main() {
          session's final binary, four runs, (a) +0.38, +0.38, +0.50, +0.40 ms, (b) \
          1.030, 1.026, 1.024, 1.033×; with the three changes, three runs, (a) +0.42, \
          +0.36, +0.43 ms, (b) 1.049, 0.985, 1.013× (direct Python 19.7, 18.2 and \
-         14.4 ms: the ratio moves with the interpreter's own start-up time here).\n\
+         14.4 ms: the ratio moves with the interpreter's own start-up time here); \
+         later, with the host slower (direct `/bin/true` 0.96-1.02 ms against 0.66 at \
+         the start, direct Python 19-23 ms), eight runs of the same final code before \
+         the table's: (a) +0.33, +0.57, +0.27, +0.41, +0.74, +0.54, +0.67, +0.58 ms; \
+         (b) 1.054, 1.048, 1.044, 1.040, 1.056, 1.041, 1.044, 1.046×. The sidecar's \
+         overhead grows with the host's slowness, like everything else here.\n\
          - **spaced requests**: everything is slower after an idle pause on this VM, the \
          direct spawn too; the sidecar's path touches more code and data (HTTP, the \
          plugin instance, cgroupfs), so its overhead grows more.\n\
