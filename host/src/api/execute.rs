@@ -152,8 +152,7 @@ pub async fn execute(
     state
         .metrics
         .plugin_call(&language.plugin.info.name, "ok", outcome.plan_duration);
-    // The stage that decided the outcome: the run, or the compile step that failed.
-    let decisive = outcome.run.as_ref().or(outcome.compile.as_ref());
+    let decisive = outcome.decisive();
     let body = Executed {
         ok: true,
         language: &code,

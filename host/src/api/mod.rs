@@ -134,6 +134,9 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
     // runtime reads stderr through a pipe). A task spawned here takes this worker's
     // LIFO slot, which runs as soon as the connection's task, which writes the
     // response first, yields. (serve_on lets such tasks run before it returns.)
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return response;
+    }
     tokio::spawn(async move {
         tracing::info!(
             request_id = id,

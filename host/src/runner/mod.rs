@@ -204,8 +204,13 @@ impl ExecuteOutcome {
         if self.status == Status::Timeout {
             return Some(124);
         }
-        let stage = self.run.as_ref().or(self.compile.as_ref())?;
+        let stage = self.decisive()?;
         stage.exit_code.or(stage.signal_number.map(|n| 128 + n))
+    }
+
+    /// The stage that decided the outcome: the run, or the compile step that failed.
+    pub fn decisive(&self) -> Option<&Stage> {
+        self.run.as_ref().or(self.compile.as_ref())
     }
 }
 
