@@ -671,14 +671,21 @@ pub(crate) unsafe fn probe_in_child(
 /// (same uid) may send it SIGSTOP, which cannot be blocked: the thread, a tokio worker,
 /// would then sleep forever. A watchdog thread SIGKILLs a child still short of exec after
 /// [`STUCK`], which wakes the spawning thread with an error.
+///
+/// The watchdog wakes only when a spawn it watches could be stuck: it sleeps until the
+/// oldest one's deadline, or [`STUCK`] when none is in flight, and after [`IDLE_ROUNDS`]
+/// such empty rounds it parks until the next spawn unparks it. An idle sidecar has no
+/// thread waking up, and none lands on a program while it runs.
 mod watchdog {
     use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex, Once};
+    use std::sync::{Arc, Mutex, OnceLock};
+    use std::thread::Thread;
     use std::time::{Duration, Instant};
 
     /// A child this long before exec is stuck (a normal set-up takes well under 20 ms).
     pub const STUCK: Duration = Duration::from_secs(2);
-    const EVERY: Duration = Duration::from_millis(500);
+    /// Rounds of [`STUCK`] with nothing in flight before the watchdog parks.
+    const IDLE_ROUNDS: u32 = 3;
 
     struct Entry {
         id: u64,
@@ -689,6 +696,11 @@ mod watchdog {
 
     static IN_FLIGHT: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    /// The watchdog thread, once started.
+    static THREAD: OnceLock<Option<Thread>> = OnceLock::new();
+    /// Set, under the `IN_FLIGHT` lock, by the watchdog about to park; cleared by the
+    /// spawn that unparks it.
+    static PARKED: AtomicBool = AtomicBool::new(false);
 
     /// One spawn under watch, until [`Watched::done`].
     pub struct Watched {
@@ -708,13 +720,16 @@ mod watchdog {
     }
 
     pub fn watch() -> Watched {
-        static START: Once = Once::new();
-        START.call_once(|| {
+        let thread = THREAD.get_or_init(|| {
             let spawned = std::thread::Builder::new()
                 .name("spawn-watchdog".into())
                 .spawn(run);
-            if let Err(e) = spawned {
-                tracing::warn!("cannot start the spawn watchdog: {e}");
+            match spawned {
+                Ok(handle) => Some(handle.thread().clone()),
+                Err(e) => {
+                    tracing::warn!("cannot start the spawn watchdog: {e}");
+                    None
+                }
             }
         });
         let watched = Watched {
@@ -731,20 +746,60 @@ mod watchdog {
                 tid: Arc::clone(&watched.tid),
                 killed: Arc::clone(&watched.killed),
             });
+        // The watchdog sets PARKED under the lock taken above, after finding the list
+        // empty: either it saw this entry, or this sees its flag. An unpark that comes
+        // before its park makes the park return at once.
+        if PARKED.swap(false, Ordering::AcqRel) {
+            if let Some(thread) = thread {
+                thread.unpark();
+            }
+        }
         watched
     }
 
     fn run() {
+        let mut idle = 0;
         loop {
-            std::thread::sleep(EVERY);
-            let list = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
-            for e in list.iter().filter(|e| e.since.elapsed() >= STUCK) {
-                let tid = e.tid.load(Ordering::Acquire);
-                if tid > 0 && !e.killed.swap(true, Ordering::AcqRel) {
-                    tracing::warn!(pid = tid, "a child stuck before exec: killed");
-                    // SAFETY: our own unreaped child (its spawner is still in `clone`,
-                    // and the entry is removed, under this lock, before it reaps).
-                    unsafe { libc::kill(tid, libc::SIGKILL) };
+            let next = {
+                let list = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                for e in list.iter().filter(|e| now - e.since >= STUCK) {
+                    let tid = e.tid.load(Ordering::Acquire);
+                    if tid > 0 && !e.killed.swap(true, Ordering::AcqRel) {
+                        tracing::warn!(pid = tid, "a child stuck before exec: killed");
+                        // SAFETY: our own unreaped child (its spawner is still in
+                        // `clone`, and the entry is removed, under this lock, before it
+                        // reaps).
+                        unsafe { libc::kill(tid, libc::SIGKILL) };
+                    }
+                }
+                // Entries already killed wait for their spawner to remove them: look
+                // again a round later.
+                let oldest = list
+                    .iter()
+                    .filter(|e| !e.killed.load(Ordering::Acquire))
+                    .map(|e| e.since)
+                    .min();
+                if list.is_empty() {
+                    idle += 1;
+                    if idle > IDLE_ROUNDS {
+                        PARKED.store(true, Ordering::Release);
+                    }
+                } else {
+                    idle = 0;
+                }
+                match oldest {
+                    Some(since) => Some((since + STUCK).saturating_duration_since(now)),
+                    None if idle > IDLE_ROUNDS => None,
+                    None => Some(STUCK),
+                }
+            };
+            match next {
+                Some(wait) => std::thread::sleep(wait.max(Duration::from_millis(1))),
+                None => {
+                    // Spurious returns, or an unpark from before, only mean one more round.
+                    std::thread::park();
+                    idle = 0;
                 }
             }
         }
