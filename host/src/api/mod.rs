@@ -121,7 +121,9 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let response = next.run(req).await;
+    // The execution's clean-up jobs are held until the response is out (see
+    // `background`): they then go to the clean-up thread as one.
+    let (response, held) = crate::exec::background::holding(next.run(req)).await;
     let status = response.status().as_u16();
     let language = response
         .extensions()
@@ -129,24 +131,30 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
         .map(|l| l.0.clone());
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     state.metrics.request(&endpoint, status);
-    // The line is written once the response is out, so that the client does not wait
-    // for it (formatting and a write to stderr: ~20 µs here, more when a container
-    // runtime reads stderr through a pipe). A task spawned here takes this worker's
-    // LIFO slot, which runs as soon as the connection's task, which writes the
-    // response first, yields. (serve_on lets such tasks run before it returns.)
-    if !tracing::enabled!(tracing::Level::INFO) {
+    // The held jobs and the request's log line go once the response is out, so that the
+    // client does not wait for them (formatting and a write to stderr: ~20 µs here, more
+    // when a container runtime reads stderr through a pipe; a wake-up of the clean-up
+    // thread). A task spawned here takes this worker's LIFO slot, which runs as soon as
+    // the connection's task, which writes the response first, yields. (serve_on lets
+    // such tasks run before it returns; were one dropped unrun, its `Held` still lets
+    // the jobs go.)
+    let log = tracing::enabled!(tracing::Level::INFO);
+    if !log && held.is_empty() {
         return response;
     }
     tokio::spawn(async move {
-        tracing::info!(
-            request_id = id,
-            method = %method,
-            endpoint = %endpoint,
-            language = language.as_deref().unwrap_or(""),
-            status,
-            duration_ms = format!("{duration_ms:.2}"),
-            "request"
-        );
+        drop(held);
+        if log {
+            tracing::info!(
+                request_id = id,
+                method = %method,
+                endpoint = %endpoint,
+                language = language.as_deref().unwrap_or(""),
+                status,
+                duration_ms = format!("{duration_ms:.2}"),
+                "request"
+            );
+        }
     });
     response
 }

@@ -6,7 +6,14 @@
 //! run it at once on the request's CPU (the removal preempted the response), which cost
 //! 70-120 µs per execution on two cores. A thread at nice 19 does not preempt the
 //! request's thread; it runs when a CPU is free, and still gets its share under load.
+//!
+//! A request can hold its jobs back until its response is out ([`holding`]): an
+//! execution hands over two or three jobs as it ends, and each hand-over could wake
+//! the thread, a wake-up of the other vCPU while the response is still being made.
+//! Held, they go over as one job, one wake-up, after the response.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -15,10 +22,62 @@ type Job = Box<dyn FnOnce() + Send>;
 
 static QUEUE: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
 
+tokio::task_local! {
+    /// The jobs held back by the request this task is running, if it holds them.
+    static HELD: RefCell<Held>;
+}
+
+/// Jobs deferred while a request held them. They are handed to the clean-up thread, as
+/// one job, when this is dropped: once the response is out, or whenever the request
+/// ends (a dropped request loses none).
+#[derive(Default)]
+pub struct Held(Vec<Job>);
+
+impl Held {
+    /// Whether no job was deferred.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let jobs = std::mem::take(&mut self.0);
+        match jobs.len() {
+            0 => {}
+            1 => send(jobs.into_iter().next().expect("one job")),
+            _ => send(Box::new(move || jobs.into_iter().for_each(|job| job()))),
+        }
+    }
+}
+
+/// Runs `request` with the jobs it defers held back, and returns them with its output.
+/// (Code that `request` spawns onto other tasks defers as usual.)
+pub async fn holding<F: Future>(request: F) -> (F::Output, Held) {
+    HELD.scope(RefCell::new(Held::default()), async {
+        let output = request.await;
+        (output, HELD.with(|held| held.take()))
+    })
+    .await
+}
+
 /// Runs `job` later on the clean-up thread (at once, here, if it cannot be started).
+/// Inside [`holding`], the job waits until the request lets its jobs go.
 pub(crate) fn defer(job: impl FnOnce() + Send + 'static) {
+    let mut job: Option<Job> = Some(Box::new(job));
+    let _ = HELD.try_with(|held| {
+        if let Some(job) = job.take() {
+            held.borrow_mut().0.push(job);
+        }
+    });
+    if let Some(job) = job {
+        send(job);
+    }
+}
+
+/// Hands `job` to the clean-up thread now.
+fn send(job: Job) {
     let queue = QUEUE.get_or_init(start);
-    let job: Job = Box::new(job);
     let rejected = match queue {
         Some(sender) => match sender.lock().unwrap_or_else(|e| e.into_inner()).send(job) {
             Ok(()) => return,
@@ -35,9 +94,9 @@ pub fn flush(limit: Duration) {
         return;
     }
     let (done, finished) = mpsc::channel();
-    defer(move || {
+    send(Box::new(move || {
         let _ = done.send(());
-    });
+    }));
     let _ = finished.recv_timeout(limit);
 }
 
@@ -86,5 +145,64 @@ mod tests {
             seen.windows(2).all(|w| w[0] < w[1]),
             "out of order: {seen:?}"
         );
+    }
+
+    /// Runs `f` on the clean-up thread and waits for it: what it sees has run there.
+    fn on_the_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        send(Box::new(move || {
+            let _ = tx.send(f());
+        }));
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the clean-up thread")
+    }
+
+    #[tokio::test]
+    async fn held_jobs_wait_for_the_request_and_then_run_together() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (value, held) = holding(async {
+            for _ in 0..3 {
+                let ran = Arc::clone(&ran);
+                defer(move || {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            7
+        })
+        .await;
+        assert_eq!(value, 7);
+        assert!(!held.is_empty());
+        let seen = Arc::clone(&ran);
+        assert_eq!(on_the_thread(move || seen.load(Ordering::SeqCst)), 0);
+        drop(held);
+        flush(Duration::from_secs(10));
+        assert_eq!(ran.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_midway_loses_none_of_its_jobs() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&ran);
+        let request = holding(async move {
+            defer(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+            std::future::pending::<()>().await
+        });
+        let timed_out = tokio::time::timeout(Duration::from_millis(20), request).await;
+        assert!(timed_out.is_err());
+        flush(Duration::from_secs(10));
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn outside_a_request_jobs_go_at_once() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&ran);
+        defer(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        flush(Duration::from_secs(10));
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
     }
 }
