@@ -75,6 +75,19 @@ pub(crate) fn defer(job: impl FnOnce() + Send + 'static) {
     }
 }
 
+/// Drops `value` (closes descriptors, say) after the response when a request holds its
+/// jobs (see [`holding`]), on the clean-up thread; at once otherwise, where a wake-up of
+/// that thread would cost more than the drop.
+pub(crate) fn drop_later<T: Send + 'static>(value: T) {
+    let mut value = Some(value);
+    let _ = HELD.try_with(|held| {
+        if let Some(value) = value.take() {
+            held.borrow_mut().0.push(Box::new(move || drop(value)));
+        }
+    });
+    drop(value);
+}
+
 /// Hands `job` to the clean-up thread now.
 fn send(job: Job) {
     let queue = QUEUE.get_or_init(start);
@@ -204,5 +217,26 @@ mod tests {
         });
         flush(Duration::from_secs(10));
         assert_eq!(ran.load(Ordering::SeqCst), 1);
+    }
+
+    /// Counts its drops.
+    struct Dropped(Arc<AtomicUsize>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_held_value_is_dropped_after_the_request_and_others_at_once() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        drop_later(Dropped(Arc::clone(&drops)));
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        let ((), held) = holding(async { drop_later(Dropped(Arc::clone(&drops))) }).await;
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        drop(held);
+        flush(Duration::from_secs(10));
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
     }
 }

@@ -329,6 +329,7 @@ pub async fn run(
                     _ = alarm.rings() => break,
                 }
             }
+            alarm.release();
         }
         let io = async {
             tokio::join!(
@@ -388,6 +389,7 @@ pub async fn run(
         return Ok(outcome(out, err, None, timed_out, false, duration));
     }
     guard.unreaped = false;
+    exit.release();
 
     let oom_killed = guard.cgroup.as_ref().is_some_and(ExecCgroup::oom_killed);
     let memory_peak = guard.cgroup.as_ref().and_then(ExecCgroup::memory_peak);
@@ -451,6 +453,14 @@ impl Alarm {
         // SAFETY: the AsyncFd owns the descriptor, which stays open as long as it.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.ok()?;
         Some(Alarm::Timerfd(fd, when))
+    }
+
+    /// Drops the alarm; its descriptor is closed later where a request holds its
+    /// clean-up (see [`background::drop_later`]).
+    fn release(self) {
+        if let Alarm::Timerfd(fd, _) = self {
+            background::drop_later(fd.into_inner());
+        }
     }
 
     /// Resolves once the time has come.
@@ -582,20 +592,29 @@ async fn drain(
             Err(_) => break true,
         }
     };
-    if !ended {
+    let fd = if ended {
+        Some(OwnedFd::from(file))
+    } else {
         // Non-blocking since `Stdio::new`.
-        if let Ok(mut receiver) = pipe::Receiver::from_owned_fd_unchecked(file.into()) {
-            loop {
-                let n = match receiver.read(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                };
-                keep(text, &buf[..n], stream, &mut sink).await;
+        match pipe::Receiver::from_owned_fd_unchecked(file.into()) {
+            Ok(mut receiver) => {
+                loop {
+                    let n = match receiver.read(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    };
+                    keep(text, &buf[..n], stream, &mut sink).await;
+                }
+                receiver.into_nonblocking_fd().ok()
             }
+            Err(_) => None,
         }
-    }
+    };
+    // (A pipe's close frees its buffers: after the response, where a request holds its
+    // clean-up.)
+    background::drop_later(fd);
     let tail = text.finish();
     if let (false, Some(s)) = (tail.is_empty(), &sink) {
         let _ = s
@@ -647,6 +666,14 @@ impl ExitWatch {
             }
         }
         ExitWatch::Poll(pid)
+    }
+
+    /// Ends the watch; the pidfd is closed later where a request holds its clean-up
+    /// (see [`background::drop_later`]).
+    fn release(self) {
+        if let ExitWatch::Pidfd(fd, _) = self {
+            background::drop_later(fd.into_inner());
+        }
     }
 
     /// Resolves once the process has exited (it stays a zombie until reaped).

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cli::ExecArgs;
+use crate::exec::background;
 use crate::exec::limiter::Limiter;
 use crate::exec::process::{self, ProcessOutcome, ProcessSpec};
 use crate::exec::sandbox::Sandbox;
@@ -523,10 +524,13 @@ impl Executor {
             (Some(tmp), Some(fd)) => tmp.reopen(fd, &req.work_dir),
             _ => None,
         };
-        let mut work = match reopened {
-            Some(fd) => PinnedDir::from_fd(fd),
-            None => work,
+        let (mut work, first) = match reopened {
+            Some(fd) => (PinnedDir::from_fd(fd), Some(work)),
+            None => (work, None),
         };
+        // (Its descriptors are closed after the response, where a request holds its
+        // clean-up.)
+        let descriptors = |work, scratch| background::drop_later((work, first, scratch));
         let before = work.snapshot();
         let others = || {
             tmp.as_ref()
@@ -578,6 +582,7 @@ impl Executor {
                     _ => Status::CompileError,
                 };
                 let files = before.changes(&work.snapshot(), &own_files, &others());
+                descriptors(work, scratch);
                 return Ok(ExecuteOutcome {
                     status,
                     compile: Some(c),
@@ -610,6 +615,7 @@ impl Executor {
         spec.private_tmp = tmp.clone();
         let run = Stage::from_outcome(run_process(&self.sandbox, spec, None).await?);
         let files = before.changes(&work.snapshot(), &own_files, &others());
+        descriptors(work, scratch);
         Ok(ExecuteOutcome {
             status: run.status(),
             compile,
