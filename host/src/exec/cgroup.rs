@@ -327,6 +327,7 @@ impl Cgroups {
             pids_current: None,
             v2_dir: None,
             peak_file: None,
+            usage_file: None,
             peak_is_own: true,
             peak_base: 0,
             killed: AtomicBool::new(false),
@@ -402,6 +403,12 @@ impl Cgroups {
                     .open(dir.join(peak))
                     .or_else(|_| File::open(dir.join(peak)))
                     .ok();
+                let usage = if group.v2 {
+                    "memory.current"
+                } else {
+                    "memory.usage_in_bytes"
+                };
+                group.usage_file = File::open(dir.join(usage)).ok();
             }
             if let Some(dir) = &group.pids {
                 group.pids_current = File::open(dir.join("pids.current")).ok();
@@ -485,6 +492,9 @@ pub(crate) struct ExecCgroup {
     /// `memory.peak` (v2), open for reading and for resetting (v2 resets per open file,
     /// so the same descriptor must do both).
     peak_file: Option<File>,
+    /// The memory group's `memory.usage_in_bytes` (v1) or `memory.current` (v2), kept
+    /// open: read twice each time the group is recycled.
+    usage_file: Option<File>,
     /// The high-water mark counts this execution only: the group is fresh, or it was
     /// reset when it came back (a v2 kernel before 6.12 cannot reset it).
     peak_is_own: bool,
@@ -679,6 +689,9 @@ impl ExecCgroup {
         let Some(dir) = &self.memory else {
             return Some(0);
         };
+        if let Some(file) = &self.usage_file {
+            return read_whole(file).ok()?.trim().parse().ok();
+        }
         let file = if self.v2 {
             "memory.current"
         } else {
@@ -694,6 +707,7 @@ impl ExecCgroup {
         self.pids_current = None;
         self.v2_dir = None;
         self.peak_file = None;
+        self.usage_file = None;
         let mut result = Ok(());
         for dir in std::mem::take(&mut self.dirs).iter().rev() {
             let mut attempt = 0;

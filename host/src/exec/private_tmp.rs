@@ -387,6 +387,11 @@ impl PrivateTmp {
             watch.drain(&mut std::collections::HashSet::new());
         }
         for (root, tree) in &slot.roots {
+            // Most executions leave /tmp, /var/tmp and /dev/shm untouched: one system
+            // call says so, where the walk takes five a directory.
+            if holds_only(root, tree) {
+                continue;
+            }
             if let Err(e) = empty(&fd_path(root), tree) {
                 tracing::warn!("emptying a private /tmp failed, dropping it: {e}");
                 return;
@@ -419,6 +424,15 @@ impl fmt::Debug for PrivateTmp {
 }
 
 impl Node {
+    /// How many files the sidecar made below this node (a bound-back path is one: the
+    /// mount point).
+    fn made(&self) -> u64 {
+        match self {
+            Node::Dir(children) => children.values().map(|c| 1 + c.made()).sum(),
+            Node::BoundBack => 0,
+        }
+    }
+
     /// Records the directories leading to `relative` and `relative` itself.
     fn insert(&mut self, relative: &Path) {
         let mut node = self;
@@ -441,6 +455,15 @@ impl Node {
             });
         }
     }
+}
+
+/// Whether the tmpfs whose root is `root` holds nothing but that root and what `tree`
+/// says the sidecar made in it (its inode count says so: a file, dir or link of any
+/// kind takes one, as does a file removed while a process still holds it open). False
+/// when the tmpfs does not count inodes.
+fn holds_only(root: &OwnedFd, tree: &Node) -> bool {
+    rustix::fs::fstatfs(root)
+        .is_ok_and(|s| s.f_files > 0 && s.f_files - s.f_ffree == 1 + tree.made())
 }
 
 /// Removes everything in `dir` but what `tree` says the sidecar made. Never follows a
@@ -757,7 +780,23 @@ mod tests {
         // The private /tmp too.
         let tmp = PathBuf::from(format!("/tmp/sidecar-test-{}", std::process::id()));
         assert!(a.host_view(&tmp).starts_with("/proc/self/fd"));
+        // A tmpfs holds only what the sidecar made in it until something is written.
+        let untouched = |lease: &TmpNs| {
+            let slot = lease.0.slot.as_ref().unwrap();
+            slot.roots
+                .iter()
+                .map(|(root, tree)| holds_only(root, tree))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            untouched(&a),
+            [true, true, true],
+            "/tmp, /var/tmp, /dev/shm"
+        );
+        fs::write(a.host_view(Path::new("/dev/shm/x")), "x").unwrap();
+        assert_eq!(untouched(&a), [true, true, false]);
         fs::write(a.host_view(&tmp), "t").unwrap();
+        assert_eq!(untouched(&a), [false, true, false]);
         assert!(!tmp.exists());
         drop((a, b));
         background::flush(std::time::Duration::from_secs(10));
@@ -767,6 +806,7 @@ mod tests {
         assert_eq!(owner.uid(), 0);
         assert_eq!(fs::read_dir(c.host_view(&in_c)).unwrap().count(), 0);
         assert!(!c.host_view(&tmp).exists());
+        assert!(!c.host_view(Path::new("/dev/shm/x")).exists());
     }
 
     /// A tmpfs on a scratch root with the workspace under it would hide the workspace:
