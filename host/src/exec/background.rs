@@ -75,6 +75,13 @@ pub(crate) fn defer(job: impl FnOnce() + Send + 'static) {
     }
 }
 
+/// Runs `job` on the clean-up thread now, even inside [`holding`]: work that prepares
+/// for the next executions (a private /tmp made ahead), which a burst of requests may
+/// need before this request's response is out.
+pub(crate) fn ahead(job: impl FnOnce() + Send + 'static) {
+    send(Box::new(job));
+}
+
 /// Drops `value` (closes descriptors, say) after the response when a request holds its
 /// jobs (see [`holding`]), on the clean-up thread; at once otherwise, where a wake-up of
 /// that thread would cost more than the drop.

@@ -223,7 +223,7 @@ impl PrivateTmp {
         };
         if spare < SPARE && !self.refilling.swap(true, Ordering::AcqRel) {
             let pool = Arc::clone(self);
-            background::defer(move || {
+            background::ahead(move || {
                 match pool.make_slot() {
                     Ok(slot) => pool.lock().push(slot),
                     Err(e) => tracing::warn!("preparing a private /tmp ahead: {e}"),
