@@ -1345,3 +1345,78 @@ fn the_default_scratch_root_is_logged_and_used() {
     assert_eq!(dirs.len(), 2, "{out}");
     assert_eq!(dirs[0], dirs[1], "HOME and TMPDIR differ: {out}");
 }
+
+/// A client that hangs up while its program runs: the program and what it started are
+/// killed and reaped (no child of the sidecar is left, not even a zombie), the clean-up
+/// that follows an execution still happens, and the sidecar serves the next request.
+#[test]
+fn a_client_that_hangs_up_ends_its_execution() {
+    use std::os::unix::net::UnixStream;
+    let sc = Sidecar::start();
+    if !language_available(&sc, "py") {
+        return;
+    }
+    let m = unique_marker();
+    let code = format!(
+        "import subprocess, time\nsubprocess.Popen(['sleep', '40.{m}'])\n\
+         print('started', flush=True)\ntime.sleep(41)\n"
+    );
+    let mut stream = UnixStream::connect(&sc.socket).unwrap();
+    let body = json!({"language": "py", "code": code, "timeoutSeconds": 60}).to_string();
+    sidecar_tests::write_request(
+        &mut stream,
+        "POST",
+        "/execute",
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while processes_with(&format!("sleep 40.{m}")).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the program did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The sidecar's children (its program while it runs), zombies included.
+    let children = || -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map_or("", |(_, rest)| rest)
+                    .split_whitespace()
+                    .collect();
+                fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(sc.pid())
+            })
+            .collect()
+    };
+    assert!(
+        !children().is_empty(),
+        "the program is not the sidecar's child"
+    );
+    drop(stream);
+    let left = sidecar_tests::wait_no_processes(&m, Duration::from_secs(10));
+    assert!(left.is_empty(), "still running after the hang-up: {left:?}");
+    // Nothing of it is left as a child of the sidecar, a zombie included.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !children().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "children of the sidecar left: {:?}",
+            children()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The sidecar serves on, with what that execution held given back.
+    for _ in 0..3 {
+        let (status, v) = sc.post("/execute", &json!({"language": "py", "code": "print(2)"}));
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["stdout"], "2\n", "{v}");
+    }
+}
