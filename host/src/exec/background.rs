@@ -43,10 +43,8 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         let jobs = std::mem::take(&mut self.0);
-        match jobs.len() {
-            0 => {}
-            1 => send(jobs.into_iter().next().expect("one job")),
-            _ => send(Box::new(move || jobs.into_iter().for_each(|job| job()))),
+        if !jobs.is_empty() {
+            send(Box::new(move || jobs.into_iter().for_each(|job| job())));
         }
     }
 }
@@ -64,13 +62,7 @@ pub async fn holding<F: Future>(request: F) -> (F::Output, Held) {
 /// Runs `job` later on the clean-up thread (at once, here, if it cannot be started).
 /// Inside [`holding`], the job waits until the request lets its jobs go.
 pub(crate) fn defer(job: impl FnOnce() + Send + 'static) {
-    let mut job: Option<Job> = Some(Box::new(job));
-    let _ = HELD.try_with(|held| {
-        if let Some(job) = job.take() {
-            held.borrow_mut().0.push(job);
-        }
-    });
-    if let Some(job) = job {
+    if let Some(job) = hold(Box::new(job)) {
         send(job);
     }
 }
@@ -86,13 +78,16 @@ pub(crate) fn ahead(job: impl FnOnce() + Send + 'static) {
 /// jobs (see [`holding`]), on the clean-up thread; at once otherwise, where a wake-up of
 /// that thread would cost more than the drop.
 pub(crate) fn drop_later<T: Send + 'static>(value: T) {
-    let mut value = Some(value);
-    let _ = HELD.try_with(|held| {
-        if let Some(value) = value.take() {
-            held.borrow_mut().0.push(Box::new(move || drop(value)));
-        }
-    });
-    drop(value);
+    if let Some(job) = hold(Box::new(move || drop(value))) {
+        job();
+    }
+}
+
+/// Adds `job` to the jobs the running request holds; gives it back when there is none.
+fn hold(job: Job) -> Option<Job> {
+    let mut job = Some(job);
+    let _ = HELD.try_with(|held| held.borrow_mut().0.extend(job.take()));
+    job
 }
 
 /// Hands `job` to the clean-up thread now.

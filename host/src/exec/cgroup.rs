@@ -684,20 +684,17 @@ impl ExecCgroup {
         self.peak_base = self.charged().unwrap_or(0);
     }
 
-    /// Bytes of memory charged to the group; `Some(0)` without a memory group.
+    /// Bytes of memory charged to the group; `Some(0)` without a memory group, `None`
+    /// when its usage cannot be read.
     fn charged(&self) -> Option<u64> {
-        let Some(dir) = &self.memory else {
+        if self.memory.is_none() {
             return Some(0);
-        };
-        if let Some(file) = &self.usage_file {
-            return read_whole(file).ok()?.trim().parse().ok();
         }
-        let file = if self.v2 {
-            "memory.current"
-        } else {
-            "memory.usage_in_bytes"
-        };
-        read_to_string(&dir.join(file)).ok()?.trim().parse().ok()
+        read_whole(self.usage_file.as_ref()?)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Removes the group's directories (the group must be empty).

@@ -528,9 +528,6 @@ impl Executor {
             Some(fd) => (PinnedDir::from_fd(fd), Some(work)),
             None => (work, None),
         };
-        // (Its descriptors are closed after the response, where a request holds its
-        // clean-up.)
-        let descriptors = |work, scratch| background::drop_later((work, first, scratch));
         let before = work.snapshot();
         let others = || {
             tmp.as_ref()
@@ -582,7 +579,9 @@ impl Executor {
                     _ => Status::CompileError,
                 };
                 let files = before.changes(&work.snapshot(), &own_files, &others());
-                descriptors(work, scratch);
+                // (Descriptors closed after the response, where a request holds its
+                // clean-up.)
+                background::drop_later((work, first, scratch));
                 return Ok(ExecuteOutcome {
                     status,
                     compile: Some(c),
@@ -615,7 +614,7 @@ impl Executor {
         spec.private_tmp = tmp.clone();
         let run = Stage::from_outcome(run_process(&self.sandbox, spec, None).await?);
         let files = before.changes(&work.snapshot(), &own_files, &others());
-        descriptors(work, scratch);
+        background::drop_later((work, first, scratch));
         Ok(ExecuteOutcome {
             status: run.status(),
             compile,
