@@ -324,6 +324,54 @@ pub fn request(
     read_response(stream)
 }
 
+/// A minimal HTTP/1.1 keep-alive client over the Unix socket.
+pub struct KeepAlive {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl KeepAlive {
+    pub fn connect(socket: &Path) -> KeepAlive {
+        let s = UnixStream::connect(socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        KeepAlive {
+            writer: s.try_clone().unwrap(),
+            reader: BufReader::new(s),
+        }
+    }
+
+    /// POSTs `body` to `path` on the open connection; returns the status and body.
+    pub fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        self.writer.write_all(&req).unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let mut len = None;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = Some(v.trim().parse::<usize>().unwrap());
+                }
+            }
+        }
+        let mut buf = vec![0; len.expect("a content-length (keep-alive needs one)")];
+        self.reader.read_exact(&mut buf).unwrap();
+        (status, buf)
+    }
+}
+
 /// Whether the sidecar reports protection `name` (e.g. `uid_drop`, `kill_all`) as
 /// active in /health; when not, prints a visible skip with the reason it gives.
 pub fn protection_active(sidecar: &Sidecar, name: &str) -> bool {

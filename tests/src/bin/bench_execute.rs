@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sidecar_tests::{proc_status_kib, repo, Options, Sidecar};
+use sidecar_tests::{proc_status_kib, repo, KeepAlive, Options, Sidecar};
 
 const SECTION: &str = "## /execute";
 /// The pause between requests of the "spaced" runs: longer than the window in which a
@@ -100,21 +100,49 @@ fn direct(argv: &[&str], cwd: &Path) -> (String, Duration) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), took)
 }
 
-/// `/bin/true` through /execute (the `truebin` language) and spawned directly,
-/// interleaved, `runs` times each, with `gap` between runs.
+/// `/bin/true` through /execute (the `truebin` language), a new connection per request,
+/// and spawned directly, interleaved, `runs` times each, with `gap` between runs.
 fn trivial(sc: &Sidecar, dir: &Path, runs: usize, gap: Duration) -> (Samples, Samples) {
     let body = json!({"language": "truebin", "code": ""});
+    interleaved(dir, runs, gap, || {
+        let (v, took) = execute(sc, &body);
+        assert_eq!(v["status"], "ok", "{v}");
+        took
+    })
+}
+
+/// The same, back to back, with every request on one keep-alive connection (as an
+/// agent server's HTTP client pool sends them).
+fn trivial_kept(sc: &Sidecar, dir: &Path, runs: usize) -> (Samples, Samples) {
+    let body = json!({"language": "truebin", "code": ""}).to_string();
+    let mut conn = KeepAlive::connect(&sc.socket);
+    interleaved(dir, runs, Duration::ZERO, || {
+        let started = Instant::now();
+        let (status, answer) = conn.post("/execute", body.as_bytes());
+        let took = started.elapsed();
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!((status, &v["status"]), (200, &json!("ok")), "{v}");
+        took
+    })
+}
+
+/// Runs `request` (which returns its round-trip time) and `/bin/true` directly,
+/// interleaved, after a warm-up.
+fn interleaved(
+    dir: &Path,
+    runs: usize,
+    gap: Duration,
+    mut request: impl FnMut() -> Duration,
+) -> (Samples, Samples) {
     warm_up(|| {
-        execute(sc, &body);
+        request();
         direct(&["/bin/true"], dir);
     });
     let mut via = Samples::new();
     let mut plain = Samples::new();
     for _ in 0..runs {
         std::thread::sleep(gap);
-        let (v, took) = execute(sc, &body);
-        assert_eq!(v["status"], "ok", "{v}");
-        via.push(took);
+        via.push(request());
         std::thread::sleep(gap);
         plain.push(direct(&["/bin/true"], dir).1);
     }
@@ -195,6 +223,14 @@ fn main() {
         plain.p50(),
         plain.p99(),
         overhead
+    );
+    let (kept_via, kept_plain) = trivial_kept(&sc, work.path(), runs);
+    eprintln!(
+        "(a) keep-alive: /execute p50 {:.2} p99 {:.2}; direct p50 {:.2}; overhead {:.2} ms",
+        kept_via.p50(),
+        kept_via.p99(),
+        kept_plain.p50(),
+        kept_via.p50() - kept_plain.p50()
     );
     // Where the time goes: the same spaced out (as an agent's requests are), and with
     // parts of the sandbox switched off.
@@ -391,7 +427,7 @@ fn main() {
          Measured by `scripts/bench-execute --write docs/benchmarks.md` (the `bench_execute` binary \
          of `tests/`, using the \
          test harness: the real sidecar on its Unix socket, one HTTP/1.1 connection per \
-         request, latencies measured by the client around the whole request; direct runs are \
+         request but in the keep-alive row, latencies measured by the client around the whole request; direct runs are \
          `std::process::Command` spawns with piped output of the same binary, interleaved \
          with the requests, after a warm-up of at least a second of such pairs).\n\n\
          - Machine: {machine}; this host's speed changes from one minute to the next \
@@ -400,7 +436,8 @@ fn main() {
          - Date: {date}.\n\n\
          | measurement | /execute | direct | result | target |\n\
          |---|---|---|---|---|\n\
-         | (a) `/bin/true`, {runs} runs each, back to back: p50 / p99 | {ap50:.2} / {ap99:.2} ms | {dp50:.2} / {dp99:.2} ms | overhead p50 **{overhead:+.2} ms** | ≤ +0.5 ms |\n\
+         | (a) `/bin/true`, {runs} runs each, back to back, a new connection per request: p50 / p99 | {ap50:.2} / {ap99:.2} ms | {dp50:.2} / {dp99:.2} ms | overhead p50 **{overhead:+.2} ms** | ≤ +0.5 ms |\n\
+         | (a) the same over one keep-alive connection: p50 / p99 | {kp50:.2} / {kp99:.2} ms | {kdp50:.2} / {kdp99:.2} ms | overhead p50 **{koverhead:+.2} ms** | |\n\
          | (a) the same, {idle_runs} runs {gap} ms apart: p50 | {ip50:.2} ms | {idp50:.2} ms | overhead p50 **{ioverhead:+.2} ms** | |\n\
          | (a) `SIDECAR_NO_CGROUPS=1 SIDECAR_NO_UID_DROP=1`, back to back / {gap} ms apart: p50 | {bp50:.2} / {bip50:.2} ms | {bdp50:.2} / {bidp50:.2} ms | overhead p50 {boverhead:+.2} / {bioverhead:+.2} ms | |\n\
          | (a) `SIDECAR_NO_CGROUPS=1` (dedicated uid + sweep), 5 runs: p50 | {sweep:.0} ms | | see below | |\n\
@@ -425,6 +462,11 @@ fn main() {
         dp50 = plain.p50(),
         dp99 = plain.p99(),
         gap = IDLE_GAP.as_millis(),
+        kp50 = kept_via.p50(),
+        kp99 = kept_via.p99(),
+        kdp50 = kept_plain.p50(),
+        kdp99 = kept_plain.p99(),
+        koverhead = kept_via.p50() - kept_plain.p50(),
         ip50 = idle_via.p50(),
         idp50 = idle_plain.p50(),
         ioverhead = idle_via.p50() - idle_plain.p50(),

@@ -13,14 +13,12 @@
 //! With `--write`, the `## File tools and /bash` section of that file is replaced (or
 //! appended); the rest of the file is left alone.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sidecar_tests::{repo, Options, Sidecar};
+use sidecar_tests::{repo, KeepAlive, Options, Sidecar};
 
 const SECTION: &str = "## File tools and /bash";
 /// The copied tree is at least this large.
@@ -407,53 +405,6 @@ fn bench_find(sc: &Sidecar, tree: &Path, runs: usize) -> GrepResult {
 }
 
 // ---------------------------------------------------------------- latency
-
-/// A minimal HTTP/1.1 keep-alive client over the Unix socket.
-struct KeepAlive {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl KeepAlive {
-    fn connect(socket: &Path) -> KeepAlive {
-        let s = UnixStream::connect(socket).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        KeepAlive {
-            writer: s.try_clone().unwrap(),
-            reader: BufReader::new(s),
-        }
-    }
-
-    fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body);
-        self.writer.write_all(&req).unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        let status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let mut len = None;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).unwrap();
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = Some(v.trim().parse::<usize>().unwrap());
-                }
-            }
-        }
-        let mut buf = vec![0; len.expect("a content-length (keep-alive needs one)")];
-        self.reader.read_exact(&mut buf).unwrap();
-        (status, buf)
-    }
-}
 
 struct Latency {
     p50: f64,
