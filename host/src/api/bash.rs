@@ -37,12 +37,8 @@ pub async fn bash(
     State(state): State<SharedState>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let (session, req): (_, BashRequest) = {
-        let state = state.clone();
-        tokio::task::spawn_blocking(move || session_and_request(&state, body))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??
-    };
+    // (Decoding and the session's directory: a few system calls, done on this worker.)
+    let (session, req): (_, BashRequest) = session_and_request(&state, body)?;
     // The original's words for a missing, null or blank field.
     let command = match req.command {
         Some(c) if !c.trim().is_empty() => c,
