@@ -5,7 +5,8 @@
 //! `run(&Session, Request) -> Result<serde_json::Value, ToolError>` that returns the
 //! `result` object of the `{"ok": true, "result": …}` envelope. The HTTP layer owns
 //! the envelope, the session lookup (`sessionId`, also accepted in every request
-//! struct) and running these on a blocking thread.
+//! struct) and where these run: on the request's worker when the work is small, else
+//! on a blocking thread (api/tools.rs).
 //!
 //! All file access goes through [`crate::workspace`], which confines it to the
 //! session directory. Shared output limits live in [`truncation`]; the directory
