@@ -2,9 +2,9 @@
 //!
 //! Each handler picks the session from `sessionId`, decodes the tool's request, and
 //! runs the tool (synchronous file I/O): on the request's own worker when a cheap look
-//! says the work is small (a file or directory under a size, see [`light`]), else on a
-//! blocking thread, as /find and /grep always are. The hand-over to a blocking thread
-//! and back wakes two threads: ~45 µs of a 145 µs /read here. Success is
+//! says the work is small (a file or directory under a size, see [`light`]), else
+//! handing the worker's other tasks to another thread first, as /find and /grep always
+//! do. A hand-over wakes other threads: ~45 µs of a 145 µs /read here. Success is
 //! `{"ok": true, "result": ...}`.
 
 use std::panic::AssertUnwindSafe;
@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::error::ok_result;
 use super::json::{in_words, JsonBody};
 use super::{ApiError, SharedState};
+use crate::runner::blocking_if;
 use crate::tools;
 use crate::workspace::{Session, ToolError};
 
@@ -48,8 +49,9 @@ pub fn session_and_request<R: DeserializeOwned>(
     Ok((session, request))
 }
 
-/// Runs `tool` on this worker when `light` says the request is small, else on a
-/// blocking thread. A panicking tool gives a 500 either way.
+/// Runs `tool` on this worker when `light` says the request is small, else through
+/// `block_in_place` (`runner::blocking_if`, as /execute writes its files), so that a
+/// long walk does not hold up the worker's other tasks. A panicking tool gives a 500.
 async fn run_tool<R, F>(
     state: SharedState,
     body: Value,
@@ -57,19 +59,15 @@ async fn run_tool<R, F>(
     tool: F,
 ) -> Result<Response, ApiError>
 where
-    R: DeserializeOwned + Send + 'static,
-    F: FnOnce(&Session, R) -> Result<Value, ToolError> + Send + 'static,
+    R: DeserializeOwned,
+    F: FnOnce(&Session, R) -> Result<Value, ToolError>,
 {
     let (session, request) = session_and_request::<R>(&state, body)?;
-    let panicked = |e: String| ApiError::internal(format!("the tool panicked: {e}"));
-    let result = if light(&session, &request) {
+    let heavy = !light(&session, &request);
+    let result = blocking_if(heavy, || {
         std::panic::catch_unwind(AssertUnwindSafe(|| tool(&session, request)))
-            .map_err(|e| panicked(panic_text(e.as_ref())))?
-    } else {
-        tokio::task::spawn_blocking(move || tool(&session, request))
-            .await
-            .map_err(|e| panicked(e.to_string()))?
-    };
+    })
+    .map_err(|e| ApiError::internal(format!("the tool panicked: {}", panic_text(e.as_ref()))))?;
     Ok(ok_result(result.map_err(ApiError::from)?))
 }
 
@@ -87,6 +85,11 @@ const LIGHT_FILE: u64 = 1 << 20;
 /// Directories whose size (`st_size`: ~4 KiB per ~100 entries on ext4, ~20 bytes an
 /// entry on tmpfs) is at most this are listed on the request's worker.
 const LIGHT_DIR: u64 = 256 << 10;
+
+/// A request on a file of at most [`LIGHT_FILE`] bytes.
+fn small_file(session: &Session, path: &Option<String>) -> bool {
+    light(session, path.as_deref(), false, LIGHT_FILE)
+}
 
 /// Whether `path` is, without following a symlink, a file (or a directory, when `dir`)
 /// of at most `max` bytes. Anything else, a symlink or a path that does not resolve,
@@ -106,7 +109,7 @@ pub async fn read(
     run_tool(
         state,
         body,
-        |s, r: &tools::read::ReadRequest| light(s, r.path.as_deref(), false, LIGHT_FILE),
+        |s, r: &tools::read::ReadRequest| small_file(s, &r.path),
         tools::read::run,
     )
     .await
@@ -136,7 +139,7 @@ pub async fn edit(
     run_tool(
         state,
         body,
-        |s, r: &tools::edit::EditRequest| light(s, r.path.as_deref(), false, LIGHT_FILE),
+        |s, r: &tools::edit::EditRequest| small_file(s, &r.path),
         tools::edit::run,
     )
     .await
